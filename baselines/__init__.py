@@ -1,0 +1,6 @@
+"""Baselines on HQA's backbones: the VQ-VAE family and the HAMs family."""
+
+from .hams import SWITCHES, hams_config
+from .vqvae import VQVAE, single_vqvae, vqvae_config
+
+__all__ = ["VQVAE", "single_vqvae", "vqvae_config", "hams_config", "SWITCHES"]

@@ -1,0 +1,80 @@
+"""The VQ-VAE family: one single-layer VQ-VAE per rate, on the shared backbones.
+
+"Layer k" of this family is a separate VQ-VAE whose encoder chains the encoder blocks of
+HQA layers 1..k and whose decoder chains decoder blocks k..1, with one deterministic
+nearest-code quantizer at the top (Eq. 2 loss, straight-through gradients). Built from the
+very blocks of the HQA stack, its parameter count equals that of HQA layers 1..k minus the
+k-1 lower codebooks (Section 6.1: "same compression ratio and approximate parameter count").
+
+Codebook learning: the Eq. 2 loss (not EMA), as in the paper's description of VQ-VAE; dead
+codes are reset near busy ones (``code_reset``) because a deep VQ-VAE otherwise collapses
+to a few codes at these depths, and a collapsed baseline would be a straw man.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from hqa.backbone import DecoderBlock, EncoderBlock
+from hqa.config import HQAConfig
+from hqa.layer import QuantizedAutoencoder
+from hqa.quantize import Quantizer
+from hqa.system import CompressionSystem
+
+
+def vqvae_config(config: HQAConfig) -> HQAConfig:
+    """The VQ-VAE version of a dataset preset: nearest-code quantizer, Eq. 2 loss."""
+    return config.replace(quantizer="nearest", codebook_loss="vq", code_reset=True)
+
+
+def single_vqvae(config: HQAConfig, k: int) -> QuantizedAutoencoder:
+    """The single-layer VQ-VAE that downsamples by 2^k: [B, C, H, W] -> codes [B, H/2^k, W/2^k]."""
+    c = config.code_dim
+    encoder = nn.Sequential(
+        *(EncoderBlock(config.channels if i == 0 else c, config.enc_widths[i], c) for i in range(k))
+    )
+    decoder = nn.Sequential(
+        *(
+            DecoderBlock(c, config.dec_widths[i], config.channels if i == 0 else c, sigmoid=i == 0)
+            for i in reversed(range(k))
+        )
+    )
+    quantizer = Quantizer(config.codebook_size, c, config.quantizer, config.codebook_loss, config.vq_beta)
+    return QuantizedAutoencoder(encoder, quantizer, decoder, norm=None, target="pixels")
+
+
+class VQVAE(CompressionSystem):
+    """``num_layers`` independent VQ-VAEs, model k transmitting ``rates[k-1]`` bits."""
+
+    kind = "VQVAE"
+
+    def __init__(self, config: HQAConfig, seed: int = 0) -> None:
+        super().__init__(config)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.models = nn.ModuleList(single_vqvae(config, k) for k in range(1, config.num_layers + 1))
+        self.eval()
+
+    def _quantizer(self, layer: int) -> Quantizer:
+        return self.models[layer - 1].quantizer
+
+    def _z_e(self, x: Tensor, layer: int) -> Tensor:
+        return self.models[layer - 1].encoder(x)
+
+    def _decode_from(self, z_q: Tensor, layer: int, generator: torch.Generator | None) -> Tensor:
+        return self.models[layer - 1].decoder(z_q)
+
+    def _fit_layer(
+        self, k: int, images: Tensor, epochs: int, batch_size: int, seed: int, device: torch.device, progress: bool
+    ) -> dict[str, Any]:
+        model, cfg = self.models[k - 1], self.config
+
+        def step_loss(batch: Tensor, temperature: float, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+            return model.objective(batch, batch, cfg, temperature, gen)
+
+        return self._train_unit(
+            model, lambda: single_vqvae(cfg, k), step_loss, images.to(device), k, epochs, batch_size, seed, device, progress
+        )

@@ -1,0 +1,1 @@
+"""Benchmarks: registry, profiles, metrics, the sweep runner and its reports."""

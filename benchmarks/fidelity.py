@@ -1,0 +1,136 @@
+"""rFID through torch-fidelity, in two labelled feature spaces.
+
+- ``"classifier"``: the penultimate layer of the dataset's cached classifier, registered
+  with torch-fidelity as the feature extractor ``"hqa-classifier"`` (always available).
+- ``"inception"``: torch-fidelity's Inception-v3 (``"inception-v3-compat"``, 2048-d pool
+  features), with weights downloaded on first use or read from a local file.
+
+The Fréchet distance itself is torch-fidelity's (``fid_features_to_statistics`` and
+``fid_statistics_to_metric``); features of the real test images are computed once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+from .classifier import Classifier
+
+CLASSIFIER_EXTRACTOR = "hqa-classifier"
+INCEPTION_EXTRACTOR = "inception-v3-compat"
+FEATURE_SPACES: tuple[str, ...] = ("classifier", "inception")
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """[N, C, H, W] floats in [0, 1] -> uint8, torch-fidelity's input convention."""
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class ClassifierFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity extractor over a :class:`Classifier` checkpoint.
+
+    Provides ``"penultimate"`` (128-d, the FID features) and ``"logits"``; expects uint8
+    [B, C, H, W] like every torch-fidelity extractor. The checkpoint path comes in as
+    ``feature_extractor_weights_path``, exactly as for Inception.
+    """
+
+    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs: Any) -> None:
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise ValueError(f"{name} needs feature_extractor_weights_path (a classifier checkpoint)")
+        self.model = Classifier.load(feature_extractor_weights_path)
+        self.requires_grad_(False)
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return ("penultimate", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"fid": "penultimate", "kid": "penultimate", "prc": "penultimate", "isc": "logits"}[metric]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> Tensor:
+        return torch.zeros(1, 1, 32, 32, dtype=torch.uint8)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        feats = self.model.features(x.float() / 255.0)
+        out = {"penultimate": feats, "logits": self.model.head(feats)}
+        return tuple(out[name] for name in self.features_list)
+
+
+if CLASSIFIER_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
+    register_feature_extractor(CLASSIFIER_EXTRACTOR, ClassifierFeatureExtractor)
+
+
+class FeatureSpace:
+    """One feature extractor and the statistics of the real images in it.
+
+    ``features(images)`` -> [N, F] float64; ``fid(images)`` -> Fréchet distance between
+    ``images`` and the reference images given at construction.
+    """
+
+    def __init__(self, name: str, extractor: FeatureExtractorBase, layer: str, reference: Tensor, batch_size: int = 500) -> None:
+        self.name = name
+        self.extractor = extractor.eval()
+        self.layer = layer
+        self.batch_size = batch_size
+        self.reference_stats = fid_features_to_statistics(self.features(reference))
+
+    @torch.inference_mode()
+    def features(self, images: Tensor) -> Tensor:
+        out = []
+        for i in range(0, len(images), self.batch_size):
+            x = to_uint8(images[i : i + self.batch_size])
+            if isinstance(self.extractor, FeatureExtractorInceptionV3) and x.shape[1] == 1:
+                x = x.expand(-1, 3, -1, -1)  # grey -> RGB for Inception
+            out.append(self.extractor(x)[0].double().cpu())
+        return torch.cat(out)
+
+    def fid(self, images: Tensor) -> float:
+        stats = fid_features_to_statistics(self.features(images))
+        return float(fid_statistics_to_metric(self.reference_stats, stats, verbose=False)[KEY_METRIC_FID])
+
+
+def classifier_space(classifier_path: str | os.PathLike[str], reference: Tensor) -> FeatureSpace:
+    """The classifier feature space (always available)."""
+    ext = ClassifierFeatureExtractor(CLASSIFIER_EXTRACTOR, ["penultimate"], feature_extractor_weights_path=str(classifier_path))
+    return FeatureSpace("classifier", ext, "penultimate", reference)
+
+
+def inception_space(reference: Tensor, weights_path: str | os.PathLike[str] | None = None) -> tuple[FeatureSpace | None, str]:
+    """The Inception-v3 space, or (None, one line saying why it is not available).
+
+    ``weights_path``: a local copy of torch-fidelity's Inception weights; without it the
+    weights are downloaded (or read from torch's hub cache) on first use.
+    """
+    if weights_path is not None and not os.path.isfile(weights_path):
+        return None, f"Inception rFID not available: weights file {weights_path} not found"
+    try:
+        ext = FeatureExtractorInceptionV3(
+            INCEPTION_EXTRACTOR,
+            ["2048"],
+            feature_extractor_weights_path=None if weights_path is None else str(weights_path),
+        )
+    except Exception as exc:  # no network, or a bad file: the run carries on without it
+        return None, f"Inception rFID not available: could not load Inception weights ({type(exc).__name__}: {str(exc)[:120]})"
+    return FeatureSpace("inception", ext, "2048", reference, batch_size=100), "Inception rFID available"
+
+
+def frechet_distance_numpy(f1: np.ndarray, f2: np.ndarray) -> float:
+    """torch-fidelity's FID between two feature matrices [N, F] (for tests and notebooks)."""
+    s1 = fid_features_to_statistics(torch.from_numpy(f1))
+    s2 = fid_features_to_statistics(torch.from_numpy(f2))
+    return float(fid_statistics_to_metric(s1, s2, verbose=False)[KEY_METRIC_FID])

@@ -1,0 +1,82 @@
+"""Run profiles: how much data, how many optimizer steps, seeds and evaluation images.
+
+Profiles are defined in optimizer steps per layer (DESIGN.md: steps, not epochs, decide
+whether a layer learns); they are turned into epochs of the training set actually loaded,
+and every result row records the profile name, the training-set size and the steps used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one sweep trains and evaluates.
+
+    steps: optimizer steps per layer, bottom first (hierarchies: layer k; VQ-VAE: model k).
+    train_size: training images used (None: the whole training split found).
+    eval_size: test images evaluated (None: all 10k).
+    """
+
+    name: str
+    seeds: int
+    steps: tuple[int, ...]
+    batch_size: int
+    train_size: int | None
+    eval_size: int | None
+    classifier_epochs: int
+    description: str
+
+    def epochs(self, n_train: int) -> list[int]:
+        """Epochs per layer giving at least ``steps`` full batches of ``n_train`` images."""
+        per_epoch = max(1, n_train // self.batch_size)
+        return [max(1, math.ceil(s / per_epoch)) for s in self.steps]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            name="smoke",
+            seeds=2,
+            steps=(30, 10, 10, 10, 10),
+            batch_size=32,
+            train_size=512,
+            eval_size=256,
+            classifier_epochs=1,
+            description="seconds: wiring check for CI, numbers meaningless",
+        ),
+        Profile(
+            name="quick",
+            seeds=3,
+            steps=(1000, 1000, 2000, 2000, 2000),
+            batch_size=64,
+            train_size=None,
+            eval_size=None,
+            classifier_epochs=8,
+            description="the whole MNIST pipeline on a 2-core CPU in under 45 minutes",
+        ),
+        Profile(
+            name="paper",
+            seeds=10,
+            steps=(5900, 5900, 5900, 5900, 5900),
+            batch_size=512,
+            train_size=None,
+            eval_size=None,
+            classifier_epochs=10,
+            description="10 seeds, full 60k training set, 50 epochs per layer at batch 512 (a GPU job)",
+        ),
+    )
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}")
+    return PROFILES[name]

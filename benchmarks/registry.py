@@ -1,0 +1,70 @@
+"""The one registry of systems: a name -> a builder for a dataset preset.
+
+Add a system by writing a class that answers the interface of
+:class:`hqa.system.CompressionSystem` and one decorated builder here::
+
+    @register("my-system")
+    def _my_system(dataset: str) -> CompressionSystem:
+        return MySystem(HQAConfig.preset(dataset))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from baselines.hams import hams_config
+from baselines.vqvae import VQVAE, vqvae_config
+from hqa import HQA, HQAConfig
+from hqa.system import CompressionSystem
+
+Builder = Callable[[str], CompressionSystem]
+SYSTEMS: dict[str, Builder] = {}
+DATASETS: tuple[str, ...] = ("mnist", "celeba")
+# Labels used in tables and plots (the paper's row names).
+LABELS: dict[str, str] = {}
+
+
+def register(name: str, label: str | None = None) -> Callable[[Builder], Builder]:
+    """Decorator adding a builder under ``name``; a name registered twice is an error."""
+
+    def add(builder: Builder) -> Builder:
+        if name in SYSTEMS:
+            raise ValueError(f"system {name!r} is already registered")
+        SYSTEMS[name] = builder
+        LABELS[name] = label or name
+        return builder
+
+    return add
+
+
+def build_system(name: str, dataset: str = "mnist") -> CompressionSystem:
+    """A fresh, untrained system ``name`` for the preset ``dataset``.
+
+    Raises ValueError naming the known systems or datasets when either is unknown.
+    """
+    if name not in SYSTEMS:
+        raise ValueError(f"unknown system {name!r}; known systems: {', '.join(SYSTEMS)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+    return SYSTEMS[name](dataset)
+
+
+def parse_systems(spec: str) -> list[str]:
+    """``"hqa,hams"`` -> ["hqa", "hams"]; ``"all"`` -> every registered system."""
+    names = list(SYSTEMS) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    unknown = [n for n in names if n not in SYSTEMS]
+    if unknown or not names:
+        raise ValueError(f"unknown system(s) {unknown or spec!r}; known systems: {', '.join(SYSTEMS)}")
+    return names
+
+
+def _hierarchy(variant: str) -> Builder:
+    return lambda dataset: HQA(hams_config(variant, HQAConfig.preset(dataset)))
+
+
+register("hqa", "HQA")(_hierarchy("hqa"))
+register("vqvae", "VQ-VAE")(lambda dataset: VQVAE(vqvae_config(HQAConfig.preset(dataset))))
+register("hams", "HAMs")(_hierarchy("hams"))
+register("hams-gs", "HAMs + GS")(_hierarchy("hams-gs"))
+register("hams-mse", "HAMs + MSE")(_hierarchy("hams-mse"))
+register("hams-gs-mse", "HAMs + GS + MSE")(_hierarchy("hams-gs-mse"))

@@ -1,0 +1,192 @@
+"""Tables and figures made only from the stored rows of a sweep.
+
+    python -m benchmarks.report results/mnist
+
+writes ``table3.md``/``table3.csv`` (the lowest rate, mean ± 95% Student-t CI over seeds,
+the paper's values beside ours), ``rates.md``/``rates.csv`` (every rate), ``figure3.png``
+(rate against distortion, rFID and classification error, CI bands) and ``README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_interval  # noqa: E402
+from .registry import LABELS  # noqa: E402
+from .store import ResultStore  # noqa: E402
+
+# The paper's Table 3 (MNIST, 8 bits, 10 seeds, Inception rFID): (MSE, rFID, class. error %).
+PAPER_TABLE3: dict[str, tuple[str, str, str]] = {
+    "none": ("0.000 ± 0.000", "0.0 ± 0.0", "3.13 ± 0.00"),
+    "vqvae": ("0.040 ± 0.001", "85.9 ± 2.0", "21.6 ± 2.56"),
+    "hams": ("0.090 ± 0.004", "45.6 ± 3.9", "29.9 ± 3.04"),
+    "hams-gs": ("0.108 ± 0.009", "38.6 ± 3.1", "51.1 ± 6.28"),
+    "hams-mse": ("0.052 ± 0.0004", "36.0 ± 1.0", "11.1 ± 0.46"),
+    "hams-gs-mse": ("0.054 ± 0.0003", "21.0 ± 1.0", "10.6 ± 0.93"),
+    "hqa": ("0.053 ± 0.0006", "22.8 ± 0.7", "12.4 ± 1.82"),
+}
+SPACE_LABEL = {"classifier": "rFID (classifier features)", "inception": "rFID (Inception-v3)"}
+
+
+def summarize(rows: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% Student-t interval over seeds per (system, layer, bits, metric, space)."""
+    keys = ["system", "layer", "bits", "metric", "feature_space"]
+    out = []
+    for key, group in rows.groupby(keys, sort=False):
+        mean, lo, hi = t_interval(group["value"].tolist())
+        out.append(dict(zip(keys, key), mean=mean, lo=lo, hi=hi, half=(hi - lo) / 2, n=len(group)))
+    return pd.DataFrame(out)
+
+
+def _fmt(mean: float, half: float, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {half:.{digits}f}"
+
+
+def metric_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, int]]:
+    """(column title, metric, feature space, digits) of the metrics present."""
+    cols = [("Distortion (MSE)", MSE, "", 4)]
+    for space in ("classifier", "inception"):
+        if ((summary["metric"] == RFID) & (summary["feature_space"] == space)).any():
+            cols.append((SPACE_LABEL[space], RFID, space, 1))
+    cols += [("Class. error (%)", CLASS_ERROR, "", 2), ("Effective bits", EFFECTIVE_BITS, "", 2), ("Codes used", CODES_USED, "", 1)]
+    return cols
+
+
+def rate_table(summary: pd.DataFrame, layer: int | None) -> pd.DataFrame:
+    """One row per system (and rate): formatted mean ± CI per metric; ``layer=None``: all rates."""
+    cols = metric_columns(summary)
+    systems = [s for s in ["none", *LABELS] if s in set(summary["system"])]
+    records = []
+    for system in systems:
+        sub = summary[summary["system"] == system]
+        layers = [0] if system == "none" else sorted(sub["layer"].unique()) if layer is None else [layer]
+        for lay in layers:
+            cell = sub[sub["layer"] == lay]
+            if cell.empty:
+                continue
+            rec = {"System": "No compression" if system == "none" else LABELS.get(system, system)}
+            if layer is None:
+                rec["Bits"] = int(cell["bits"].iloc[0])
+            rec["Seeds"] = int(cell["n"].max())
+            for title, metric, space, digits in cols:
+                hit = cell[(cell["metric"] == metric) & (cell["feature_space"] == space)]
+                rec[title] = _fmt(hit["mean"].iloc[0], hit["half"].iloc[0], digits) if len(hit) else "–"
+            if layer is not None:
+                paper = PAPER_TABLE3.get(system)
+                rec["Paper MSE"], rec["Paper rFID (Inception)"], rec["Paper class. error (%)"] = paper or ("–",) * 3
+            records.append(rec)
+    return pd.DataFrame(records)
+
+
+def figure3(rows: pd.DataFrame, path: Path) -> None:
+    """Rate (log) against distortion, rFID per feature space and classification error."""
+    data = rows[(rows["system"] != "none") & (rows["layer"] > 0)].copy()
+    data["System"] = data["system"].map(lambda s: LABELS.get(s, s))
+    panels = [(MSE, "", "Distortion (MSE)")]
+    panels += [(RFID, s, SPACE_LABEL[s]) for s in ("classifier", "inception") if ((data["metric"] == RFID) & (data["feature_space"] == s)).any()]
+    panels.append((CLASS_ERROR, "", "Classification error (%)"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    order = [LABELS[s] for s in LABELS if LABELS[s] in set(data["System"])]
+
+    def interval(values: pd.Series) -> tuple[float, float]:
+        _, lo, hi = t_interval(values.tolist())
+        return lo, hi
+
+    for ax, (metric, space, title) in zip(axes, panels):
+        sel = data[(data["metric"] == metric) & (data["feature_space"] == space)]
+        sns.lineplot(data=sel, x="bits", y="value", hue="System", hue_order=order, marker="o", errorbar=interval, ax=ax, legend=ax is axes[0])
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("rate (bits per image)")
+        ax.set_ylabel(title)
+        ax.set_title(title)
+    fig.suptitle("Rate against distortion, rFID and classification error (mean, 95% t-interval over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_reports(out: str | Path) -> None:
+    """Write every table, figure and the README of the sweep in ``out`` from its rows."""
+    out = Path(out)
+    store = ResultStore(out)
+    rows = store.rows()
+    if rows.empty:
+        raise ValueError(f"no result rows in {out / 'rows'}; run python -m benchmarks.run first")
+    summary = summarize(rows[~rows["metric"].isin(["train_seconds", "eval_seconds"])])
+    top = int(summary[summary["system"] != "none"]["layer"].max())
+    table3 = rate_table(summary, top)
+    table3.to_csv(out / "table3.csv", index=False)
+    bits = int(summary[(summary["layer"] == top)]["bits"].iloc[0])
+    manifest = store.manifest()
+    header = (
+        f"Table 3: {bits}-bit rate (layer {top}), {manifest.get('dataset', '?')} test set "
+        f"({manifest.get('eval_size', '?')} images), trained on {manifest.get('train_size', '?')} images, "
+        f"profile `{manifest.get('profile', '?')}`. Mean ± 95% Student-t interval over seeds.\n\n"
+    )
+    (out / "table3.md").write_text(header + table3.to_markdown(index=False) + "\n")
+    rates = rate_table(summary, None)
+    rates.to_csv(out / "rates.csv", index=False)
+    (out / "rates.md").write_text("Every rate, mean ± 95% Student-t interval over seeds.\n\n" + rates.to_markdown(index=False) + "\n")
+    figure3(rows, out / "figure3.png")
+    write_readme(out, rows, manifest, header + table3.to_markdown(index=False))
+
+
+def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) -> None:
+    runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()] if (out / "runs.jsonl").exists() else []
+    last = runs[-1] if runs else {}
+    train_s = rows[rows["metric"] == "train_seconds"].groupby("system")["value"].sum() / rows[rows["metric"] == "train_seconds"].groupby("system")["seed"].nunique()
+    eval_s = rows[rows["metric"] == "eval_seconds"].groupby("system")["value"].mean()
+    timing = pd.DataFrame({"train s / seed": train_s.round(0), "eval s / seed": eval_s.round(1)}).fillna("–")
+    n_train = manifest.get("train_size")
+    lines = [
+        f"# Results: {manifest.get('dataset', '?')}, profile `{manifest.get('profile', '?')}`",
+        "",
+        f"- Command: `{last.get('command', '?')}`" + (f" ({len(runs)} invocations; resumed runs append)" if len(runs) > 1 else ""),
+        f"- Profile: `{manifest.get('profile')}`, steps per layer {manifest.get('steps')}, batch {manifest.get('batch_size')}, seeds {last.get('seeds', '?')}",
+        f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
+        + f"; evaluated on {manifest.get('eval_size')} test images",
+        f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')}; device {last.get('device', '?')}",
+        f"- Wall time of the last invocation: {last.get('wall_seconds', 0) / 60:.1f} min",
+        f"- Code version: `{manifest.get('code_version')}`",
+        f"- {last.get('inception', '')}. rFID columns name their feature space; the paper's rFID is Inception-v3, so only the ordering, not the values, compares with ours when Inception is absent.",
+        "",
+        table3_md,
+        "",
+        "![Figure 3](figure3.png)",
+        "",
+        "Every rate: [rates.md](rates.md). Per-cell rows: `rows/`. Trained models: `models/`.",
+        "",
+        "## Time per system (training all layers, evaluating all rates)",
+        "",
+        timing.to_markdown(),
+        "",
+    ]
+    (out / "README.md").write_text("\n".join(lines))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Regenerate tables and figures from stored rows.")
+    p.add_argument("out", help="a sweep's output folder (e.g. results/mnist)")
+    args = p.parse_args(argv)
+    try:
+        write_reports(args.out)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"reports written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

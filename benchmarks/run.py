@@ -1,0 +1,283 @@
+"""The sweep: train every system over seeds, evaluate every rate, write rows and reports.
+
+    python -m benchmarks.run --systems hqa,hams,vqvae --profile quick --data-root DIR
+
+Cells are (system, seed). Systems whose layer 1 is trained identically (same config but
+for the target of higher layers; see ``HQA.adopt_bottom``) share one trained layer 1 per
+seed, so they run as one task. Tasks run in parallel with joblib; each finished cell's rows
+are written at once, each trained layer's model too, so a killed run resumes where it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from joblib import Parallel, delayed
+from tqdm.auto import tqdm
+
+from hqa.data import DataNotFoundError, ImageSet, load_mnist
+from hqa.system import CompressionSystem, resolve_device
+
+from .classifier import Classifier, load_or_train_classifier
+from .fidelity import FeatureSpace, classifier_space, inception_space
+from .metrics import evaluate_system, no_compression
+from .profiles import PROFILES, Profile, get_profile
+from .registry import DATASETS, SYSTEMS, build_system, parse_systems
+from .store import ResultStore, code_version
+
+DEFAULT_OUT = "results/{dataset}"
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a worker needs to train and evaluate cells (picklable)."""
+
+    out: str
+    dataset: str
+    profile: Profile
+    train: ImageSet
+    test: ImageSet
+    classifier_path: str
+    inception_weights: str | None
+    use_inception: bool
+    device: str
+    threads: int
+    progress: bool
+    manifest: dict[str, Any]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Train every system over seeds at every rate; write tidy rows, Table 3 and Figure 3.",
+    )
+    p.add_argument("--systems", default="all", help=f"comma-separated names or 'all' (known: {', '.join(SYSTEMS)})")
+    p.add_argument("--dataset", default="mnist", help=f"dataset preset (known: {', '.join(DATASETS)})")
+    p.add_argument("--profile", default="quick", help=f"run profile (known: {', '.join(PROFILES)}); default quick")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default: the profile's)")
+    p.add_argument("--data-root", default=None, help="torchvision data root (default: $HQA_DATA_ROOT)")
+    p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+    p.add_argument("--out", default=None, help="output folder (default: results/<dataset>)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel (system, seed) tasks (joblib); default 1")
+    p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
+    p.add_argument("--inception-weights", default=None, help="local torch-fidelity Inception-v3 weights file")
+    p.add_argument("--no-inception", action="store_true", help="skip Inception rFID (no download attempt)")
+    p.add_argument("--cache-dir", default=None, help="where the classifier is cached (default: $HQA_CACHE_DIR or ~/.cache/hqa-suite)")
+    p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
+    return p
+
+
+def load_dataset(dataset: str, root: str | None, download: bool) -> tuple[ImageSet, ImageSet]:
+    if dataset == "mnist":
+        return load_mnist(root, size=32, download=download)
+    raise ValueError(f"dataset {dataset!r} is not wired into the runner yet (only 'mnist')")
+
+
+def subset(data: ImageSet, n: int | None, seed: int) -> ImageSet:
+    """``n`` images drawn without replacement by a fixed permutation (the data may be sorted)."""
+    if n is None or n >= len(data):
+        return data
+    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
+    return ImageSet(data.images[idx], data.labels[idx], f"{data.source}, subset of {n}")
+
+
+def share_groups(names: Sequence[str], dataset: str) -> list[list[str]]:
+    """Group systems whose layer 1 is exactly the same training problem (adopt_bottom)."""
+    groups: list[list[str]] = []
+    keys: list[Any] = []
+    for name in names:
+        model = build_system(name, dataset)
+        key = (type(model).__name__, model.config.replace(target="mse")) if hasattr(model, "adopt_bottom") else name
+        if key in keys:
+            groups[keys.index(key)].append(name)
+        else:
+            keys.append(key)
+            groups.append([name])
+    return groups
+
+
+def _load_or_build(name: str, seed: int, ctx: Context, store: ResultStore) -> CompressionSystem:
+    """The (partly) trained model of a cell from disk, or a fresh one; a corrupt file is
+    reported in one line and its cell retrained."""
+    model = build_system(name, ctx.dataset)
+    path = store.model_path(name, seed)
+    if path.exists():
+        try:
+            return type(model).load(path, expect_config=model.config)
+        except (ValueError, FileNotFoundError) as exc:
+            print(f"warning: {exc}; retraining {name} seed {seed}", file=sys.stderr)
+    return model
+
+
+def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: ResultStore) -> CompressionSystem:
+    model = _load_or_build(name, seed, ctx, store)
+    if model.trained_layers == 0 and hasattr(model, "adopt_bottom"):
+        for sibling in group:
+            sib_path = store.model_path(sibling, seed)
+            if sibling != name and sib_path.exists():
+                try:
+                    other = type(model).load(sib_path, device=ctx.device)
+                except ValueError:
+                    continue
+                if other.trained_layers >= 1:
+                    model.adopt_bottom(other)
+                    break
+    epochs = ctx.profile.epochs(len(ctx.train))
+    for k in range(model.trained_layers + 1, model.num_layers + 1):
+        model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress)
+        model.save(store.model_path(name, seed))
+    return model
+
+
+def _spaces(ctx: Context) -> list[FeatureSpace]:
+    spaces = [classifier_space(ctx.classifier_path, ctx.test.images)]
+    if ctx.use_inception:
+        space, _ = inception_space(ctx.test.images, ctx.inception_weights)
+        if space is not None:
+            spaces.append(space)
+    return spaces
+
+
+def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
+    """Train and evaluate the unfinished cells of one sharing group for one seed."""
+    torch.set_num_threads(ctx.threads)
+    store = ResultStore(ctx.out)
+    todo = [n for n in group if not store.has_cell(n, seed)]
+    if not todo:
+        return []
+    classifier = Classifier.load(ctx.classifier_path)
+    spaces = _spaces(ctx)
+    for name in todo:
+        model = _fit_cell(name, seed, group, ctx, store)
+        start = time.perf_counter()
+        measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, classifier, spaces, seed)
+        eval_seconds = time.perf_counter() - start
+        base = {"system": name, "seed": seed, **_row_context(ctx)}
+        rows = [
+            {**base, "layer": m.layer, "bits": m.bits, "metric": m.metric, "feature_space": m.feature_space, "value": m.value}
+            for m in measurements
+        ]
+        rows += [
+            {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
+             "feature_space": "", "value": log["seconds"]}
+            for log in model.fit_log
+        ]
+        rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
+        store.write_rows(store.cell_path(name, seed), rows)
+    return todo
+
+
+def _row_context(ctx: Context) -> dict[str, Any]:
+    m = ctx.manifest
+    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"], "code_version": m["code_version"]}
+
+
+def machine_description() -> str:
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.time()
+    try:
+        names = parse_systems(args.systems)
+        if args.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {args.dataset!r}; known datasets: {', '.join(DATASETS)}")
+        profile = get_profile(args.profile)
+        seeds = profile.seeds if args.seeds is None else args.seeds
+        if seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        device = str(resolve_device(args.device))
+        train_full, test_full = load_dataset(args.dataset, args.data_root, args.download)
+    except (ValueError, DataNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    train = subset(train_full, profile.train_size, seed=0)
+    test = subset(test_full, profile.eval_size, seed=1)
+    out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset))
+    manifest = {
+        "profile": profile.name,
+        "dataset": args.dataset,
+        "train_size": len(train),
+        "eval_size": len(test),
+        "code_version": code_version(),
+        "steps": list(profile.steps),
+        "batch_size": profile.batch_size,
+    }
+    store = ResultStore(out)
+    try:
+        store.claim(manifest)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
+    classifier, classifier_path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=args.cache_dir)
+    use_inception = not args.no_inception
+    inception_note = "Inception rFID not requested (--no-inception)"
+    if use_inception:
+        space, inception_note = inception_space(test.images[:2], args.inception_weights)
+        use_inception = space is not None
+        print(inception_note, file=sys.stderr)
+    threads = max(1, (os.cpu_count() or 1) // args.jobs) if device == "cpu" else 1
+    ctx = Context(str(out), args.dataset, profile, train, test, str(classifier_path), args.inception_weights,
+                  use_inception, device, threads, args.jobs == 1, manifest)
+
+    nc_path = store.rows_dir / "no-compression.csv"
+    if not nc_path.exists():
+        base = {"system": "none", "seed": 0, **_row_context(ctx)}
+        rows = [
+            {**base, "layer": m.layer, "bits": m.bits, "metric": m.metric, "feature_space": m.feature_space, "value": m.value}
+            for m in no_compression(test.images, test.labels, classifier, _spaces(ctx))
+        ]
+        store.write_rows(nc_path, rows)
+
+    tasks = [(g, s) for s in range(seeds) for g in share_groups(names, args.dataset)]
+    tasks = [(g, s) for g, s in tasks if not all(store.has_cell(n, s) for n in g)]
+    skipped = len(names) * seeds - sum(len(g) for g, _ in tasks)
+    if skipped:
+        print(f"{skipped} finished (system, seed) cells found in {out}; skipping them", file=sys.stderr)
+    results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
+        delayed(run_group)(g, s, ctx) for g, s in tasks
+    )
+    for _ in tqdm(results, total=len(tasks), desc=f"{profile.name} sweep"):
+        pass
+
+    wall = time.time() - started
+    log = {
+        "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "systems": names,
+        "seeds": seeds,
+        "jobs": args.jobs,
+        "device": device,
+        "machine": machine_description(),
+        "wall_seconds": round(wall, 1),
+        "inception": inception_note,
+        "data": train.source,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    with open(out / "runs.jsonl", "a") as f:
+        f.write(json.dumps(log) + "\n")
+    if not args.no_report:
+        from .report import write_reports
+
+        write_reports(out)
+    print(f"done in {wall / 60:.1f} min; results in {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

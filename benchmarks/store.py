@@ -1,0 +1,120 @@
+"""The result store: tidy rows, one CSV per finished (system, seed) cell, written atomically.
+
+Layout of an output folder::
+
+    run.json                  what the rows were made with (profile, dataset, code version)
+    rows/<system>-seed<k>.csv one row per (system, seed, layer, metric[, feature space])
+    rows/no-compression.csv   the "No Compression" row
+    models/<system>-seed<k>.pt trained models (evaluation can be redone without training)
+
+A cell whose CSV exists is finished and never recomputed; a folder made by another profile,
+dataset or code version is refused rather than mixed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+ROW_COLUMNS = [
+    "system",
+    "seed",
+    "layer",
+    "bits",
+    "metric",
+    "feature_space",
+    "value",
+    "profile",
+    "dataset",
+    "train_size",
+    "code_version",
+]
+_PACKAGES = ("hqa", "baselines", "benchmarks")
+_NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py"}
+
+
+def code_version(root: Path | None = None) -> str:
+    """A short hash of the source that decides the numbers (models, training, metrics)."""
+    root = root or Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for pkg in _PACKAGES:
+        for path in sorted((root / pkg).glob("*.py")):
+            if pkg == "benchmarks" and path.name in _NOT_RESULTS:
+                continue
+            h.update(path.name.encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class ResultStore:
+    """Rows and models of one sweep in ``root``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.rows_dir = self.root / "rows"
+        self.models_dir = self.root / "models"
+
+    # ---- the manifest ----
+    def claim(self, manifest: dict[str, Any]) -> None:
+        """Record what this folder's rows are made with, or refuse a folder made otherwise.
+
+        Raises ValueError naming the differing keys when ``manifest`` disagrees with the
+        folder's existing ``run.json``.
+        """
+        path = self.root / "run.json"
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                raise ValueError(f"{path} is corrupt; remove it or choose another --out") from None
+            diff = sorted(k for k in manifest if old.get(k) != manifest[k])
+            if diff:
+                detail = ", ".join(f"{k}: {old.get(k)!r} here, {manifest[k]!r} now" for k in diff)
+                raise ValueError(f"{self.root} holds rows of another run ({detail}); choose another --out")
+            return
+        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.root / "run.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    # ---- rows ----
+    def cell_path(self, system: str, seed: int) -> Path:
+        return self.rows_dir / f"{system}-seed{seed}.csv"
+
+    def model_path(self, system: str, seed: int) -> Path:
+        return self.models_dir / f"{system}-seed{seed}.pt"
+
+    def has_cell(self, system: str, seed: int) -> bool:
+        return self.cell_path(system, seed).exists()
+
+    def write_rows(self, path: Path, rows: list[dict[str, Any]]) -> None:
+        frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
+        atomic_write_text(path, frame.to_csv(index=False))
+
+    def rows(self) -> pd.DataFrame:
+        """Every stored row (an empty frame with the right columns when there are none)."""
+        files = sorted(self.rows_dir.glob("*.csv"))
+        if not files:
+            return pd.DataFrame(columns=ROW_COLUMNS)
+        frame = pd.concat([pd.read_csv(f, keep_default_na=False) for f in files], ignore_index=True)
+        return frame

@@ -1,0 +1,68 @@
+"""Conv backbones shared by every system in the suite (HQA, HAMs, VQ-VAE).
+
+One encoder block halves height and width; one decoder block doubles them. A single HQA
+layer is one encoder block and one decoder block; the VQ-VAE of rate k chains k of each,
+so every system is built from the same parts.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class EncoderBlock(nn.Module):
+    """[B, in_ch, H, W] -> [B, out_ch, H/2, W/2].
+
+    Strided 4x4 conv (halves h and w), Mish, 3x3 conv, Mish, 1x1 projection to ``out_ch``
+    (the code dimension D when the block feeds a quantizer).
+    """
+
+    def __init__(self, in_ch: int, width: int, out_ch: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(in_ch, width, kernel_size=4, stride=2, padding=1),
+            nn.Mish(),
+            nn.Conv2d(width, width, kernel_size=3, padding=1),
+            nn.Mish(),
+            nn.Conv2d(width, out_ch, kernel_size=1),
+        )
+
+    @property
+    def projection(self) -> nn.Conv2d:
+        """The final 1x1 conv that sets the scale of z_e."""
+        return self.net[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class DecoderBlock(nn.Module):
+    """[B, in_ch, h, w] -> [B, out_ch, 2h, 2w].
+
+    3x3 conv, Mish, nearest-neighbour upsample x2, 3x3 conv, Mish, 3x3 output conv. The
+    output is linear (a lower layer's z_e, or logits) unless ``sigmoid`` is set, which the
+    bottom layer uses to give pixels in [0, 1]. ``out_kernel=1`` makes the output a per-position
+    linear map (used for logits over K codes, which would otherwise dominate the parameter count).
+    """
+
+    def __init__(self, in_ch: int, width: int, out_ch: int, sigmoid: bool = False, out_kernel: int = 3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_ch, width, kernel_size=3, padding=1),
+            nn.Mish(),
+            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Conv2d(width, width, kernel_size=3, padding=1),
+            nn.Mish(),
+            nn.Conv2d(width, out_ch, kernel_size=out_kernel, padding=out_kernel // 2),
+        ]
+        if sigmoid:
+            layers.append(nn.Sigmoid())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable scalars in ``module``."""
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,143 @@
+"""Configuration of a quantized hierarchy: frozen dataclasses with named presets.
+
+One class describes HQA and every member of the HAMs family: the three "switches" of
+DESIGN.md (``quantizer``, ``target``, ``codebook_loss``) pick the row of the paper's Table 3.
+Every number that changes results lives here, with the paper section it comes from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Quantizer = Literal["gumbel", "nearest"]
+Target = Literal["mse", "ce"]
+CodebookLoss = Literal["probabilistic", "vq"]
+
+QUANTIZERS: tuple[str, ...] = ("gumbel", "nearest")
+TARGETS: tuple[str, ...] = ("mse", "ce")
+CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq")
+
+
+@dataclass(frozen=True)
+class HQAConfig:
+    """Architecture, the three method switches and the training settings of one hierarchy.
+
+    Widths are per layer, bottom first. Layer ``k`` halves height and width ``k`` times, so
+    ``image_size`` must be divisible by ``2 ** num_layers``.
+    """
+
+    image_size: int = 32
+    channels: int = 1
+    num_layers: int = 5
+    codebook_size: int = 256  # K, Section 6.2
+    code_dim: int = 64  # D, Section 6.2
+    # Widths chosen so the 5-layer MNIST stack has ~1.0M parameters (Section 6.2: "~1M").
+    enc_widths: tuple[int, ...] = (16, 32, 32, 48, 48)
+    dec_widths: tuple[int, ...] = (32, 48, 64, 96, 128)
+
+    # --- the three switches (DESIGN.md; Table 3 rows) ---
+    # "gumbel": stochastic posterior q(z=k|x) ∝ exp(-||z_e - e_k||^2), Eq. 3, with code resetting.
+    # "nearest": deterministic nearest code with straight-through gradients (VQ-VAE, Eq. 2).
+    quantizer: Quantizer = "gumbel"
+    # Reconstruction target of layers >= 2: "mse" to the lower layer's normalised z_e
+    # (Section 5.2.2) or "ce" over the lower layer's code indices (HAMs, Fauw et al.).
+    target: Target = "mse"
+    # "probabilistic": -entropy + E_q ||z_e - e||^2 (Eq. 4); "vq": standard VQ loss (Eq. 2).
+    codebook_loss: CodebookLoss = "probabilistic"
+    # Reset codes that fall out of use near busy ones (Section 5.3); "GS" in Table 3 includes it.
+    code_reset: bool = True
+
+    # --- training (reference settings of the original code, DESIGN.md) ---
+    lr: float = 4e-4  # RAdam
+    lr_final_ratio: float = 0.1  # cosine phase ends at lr * lr_final_ratio
+    flat_fraction: float = 0.5  # share of steps at flat lr before the cosine decay
+    grad_clip: float = 1.0  # max gradient norm
+    temp_start: float = 0.4  # Gumbel-softmax temperature, decayed linearly ...
+    temp_end: float = 1e-4  # ... towards 0 over each layer's training (Section 5.1)
+    entropy_weight: float = 1e-3  # weight of KL(q || uniform) = log K - H[q]  (Eq. 4)
+    commit_weight: float = 1e-3  # weight of E_q ||z_e - e_z||^2  (Eq. 4)
+    vq_beta: float = 0.25  # commitment weight of the standard VQ loss (Eq. 2)
+    reset_every: int = 20  # steps between code-usage checks (Section 5.3)
+    reset_threshold: float = 0.03  # a code used < 3% as often as the busiest one is reset
+    latent_init_std: float = 1.0  # data-dependent init: per-channel std of z_e at step 0
+    norm_momentum: float = 0.1  # running statistics of the lower z_e (Section 5.2.2)
+
+    def __post_init__(self) -> None:
+        for name, allowed in (
+            ("quantizer", QUANTIZERS),
+            ("target", TARGETS),
+            ("codebook_loss", CODEBOOK_LOSSES),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"HQAConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.num_layers < 1:
+            raise ValueError(f"HQAConfig.num_layers must be >= 1, got {self.num_layers}")
+        for name in ("enc_widths", "dec_widths"):
+            widths = getattr(self, name)
+            if len(widths) != self.num_layers:
+                raise ValueError(
+                    f"HQAConfig.{name} has {len(widths)} entries for {self.num_layers} layers"
+                )
+        if self.image_size % (2**self.num_layers):
+            raise ValueError(
+                f"HQAConfig.image_size={self.image_size} is not divisible by 2**{self.num_layers}"
+            )
+        if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
+            # a fixed-rate code needs an integer number of bits per position
+            raise ValueError(f"HQAConfig.codebook_size must be a power of 2, got {self.codebook_size}")
+
+    # ---- presets ----
+    @classmethod
+    def mnist(cls, **overrides: Any) -> "HQAConfig":
+        """MNIST at 32x32x1: 5 layers, 256 codes of dimension 64, ~1.0M parameters (Section 6.2)."""
+        return cls(**overrides)
+
+    @classmethod
+    def celeba(cls, **overrides: Any) -> "HQAConfig":
+        """CelebA at 64x64x3: 7 layers, top latent 1x1 with 512 codes (Section 6.1)."""
+        base: dict[str, Any] = dict(
+            image_size=64,
+            channels=3,
+            num_layers=7,
+            codebook_size=512,
+            code_dim=64,
+            enc_widths=(32, 64, 64, 96, 96, 128, 128),
+            dec_widths=(64, 96, 128, 128, 192, 192, 256),
+        )
+        base.update(overrides)
+        return cls(**base)
+
+    @classmethod
+    def preset(cls, dataset: str, **overrides: Any) -> "HQAConfig":
+        """The preset named ``dataset`` ("mnist" or "celeba")."""
+        presets = {"mnist": cls.mnist, "celeba": cls.celeba}
+        if dataset not in presets:
+            raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(presets)}")
+        return presets[dataset](**overrides)
+
+    # ---- derived quantities ----
+    def latent_size(self, layer: int) -> int:
+        """Height (= width) of layer ``layer``'s code grid; layer counts from 1 at the bottom."""
+        return self.image_size // (2**layer)
+
+    def bits(self, layer: int) -> int:
+        """Bits per image transmitted at ``layer``: h * w * log2(K)."""
+        return self.latent_size(layer) ** 2 * (self.codebook_size.bit_length() - 1)
+
+    def replace(self, **changes: Any) -> "HQAConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form stored beside the weights (loadable with ``weights_only=True``)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "HQAConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown HQAConfig fields {sorted(unknown)}")
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**fixed)

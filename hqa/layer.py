@@ -1,0 +1,111 @@
+"""One quantized autoencoder: a layer of the hierarchy, or a single-layer VQ-VAE.
+
+Layer 1 reads pixels and decodes to pixels (sigmoid). Layer k >= 2 reads the lower layer's
+z_e normalised by its own running statistics and decodes either to that normalised z_e
+(target "mse", Section 5.2.2) or to logits over the lower layer's codes (target "ce", HAMs).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .backbone import DecoderBlock, EncoderBlock
+from .config import HQAConfig
+from .normalize import RunningNorm
+from .quantize import Quantizer
+
+
+class QuantizedAutoencoder(nn.Module):
+    """encoder -> quantizer -> decoder, trained as one unit: a layer of a hierarchy or a
+    whole single-layer VQ-VAE.
+
+    ``norm`` (layers >= 2 of a hierarchy) normalises the lower z_e it reads. ``target`` says
+    what the decoder reconstructs: "pixels", the normalised lower z_e ("mse") or logits
+    over the lower layer's codes ("ce").
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        quantizer: Quantizer,
+        decoder: nn.Module,
+        norm: RunningNorm | None = None,
+        target: str = "pixels",
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.quantizer = quantizer
+        self.decoder = decoder
+        self.norm = norm
+        self.target = target
+        # Set when training starts; the first batch then runs data_init (see there).
+        self.pending_init = False
+
+    @torch.no_grad()
+    def data_init(self, inputs: Tensor, latent_std: float, generator: torch.Generator | None) -> None:
+        """Data-dependent initialisation from the first training batch (encoder inputs).
+
+        Eq. 3 has no temperature, so the scale of z_e decides how peaked q is: at default
+        init z_e varies ~0.01 across images, q is uniform over any codebook near the data,
+        and training sits on a plateau for hundreds of steps. So the encoder's last 1x1 conv
+        is rescaled to give z_e a per-channel std of ``latent_std`` over the batch, and the
+        codebook is set to K of the resulting z_e (Quantizer.init_from_data).
+        """
+        projection = self.encoder[-1].projection if isinstance(self.encoder, nn.Sequential) else self.encoder.projection
+        z_e = self.encoder(inputs)
+        std = z_e.std(dim=(0, 2, 3)).clamp_min(1e-8)  # [D]
+        projection.weight.mul_((latent_std / std)[:, None, None, None])
+        z_e = self.encoder(inputs)
+        self.quantizer.init_from_data(z_e.permute(0, 2, 3, 1).reshape(-1, z_e.shape[1]), generator)
+
+    def normalize(self, lower_z_e: Tensor) -> Tensor:
+        """The encoder's input: pixels at layer 1, the normalised lower z_e above."""
+        return lower_z_e if self.norm is None else self.norm(lower_z_e)
+
+    def objective(
+        self,
+        inputs: Tensor,
+        target: Tensor,
+        config: HQAConfig,
+        temperature: float,
+        generator: torch.Generator | None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The training loss of one batch: reconstruction + the codebook terms.
+
+        ``inputs``: the encoder input [B, C, H, W]. ``target``: pixels (layer 1), the
+        normalised lower z_e (target "mse") or the lower code indices [B, H, W] (target "ce").
+        Reconstruction is a mean per element (the reference code's ``recon / dims``); the
+        Eq. 4 terms are per-image sums divided by the same number of dims, weighted 1e-3.
+        """
+        if self.pending_init:
+            self.data_init(inputs, config.latent_init_std, generator)
+            self.pending_init = False
+        z_e = self.encoder(inputs)
+        q = self.quantizer(z_e, temperature, generator)
+        out = self.decoder(q.z_q)
+        recon = F.cross_entropy(out, target) if self.target == "ce" else F.mse_loss(out, target)
+        dims = target[0].numel()
+        # Eq. 4 (probabilistic) or Eq. 2 (vq); the unused terms are zeros.
+        codebook = (config.entropy_weight * q.kl + config.commit_weight * q.commit).mean() / dims + q.vq
+        loss = recon + codebook
+        return loss, {"recon": recon.detach(), "kl": q.kl.detach().mean() / dims}
+
+
+def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
+    """Layer ``index`` (1 = bottom) of a hierarchy built from ``config``: one encoder block,
+    one decoder block (sigmoid at the bottom), and, above the bottom, a running norm."""
+    c = config.code_dim
+    if index == 1:
+        in_ch, out_ch, target = config.channels, config.channels, "pixels"
+    else:
+        in_ch, target = c, config.target
+        out_ch = config.codebook_size if target == "ce" else c
+    return QuantizedAutoencoder(
+        EncoderBlock(in_ch, config.enc_widths[index - 1], c),
+        Quantizer(config.codebook_size, c, config.quantizer, config.codebook_loss, config.vq_beta),
+        DecoderBlock(c, config.dec_widths[index - 1], out_ch, sigmoid=index == 1, out_kernel=1 if target == "ce" else 3),
+        RunningNorm(c, config.norm_momentum) if index > 1 else None,
+        target,
+    )

@@ -1,0 +1,246 @@
+"""The one interface every compression system in the suite answers (DESIGN.md).
+
+A system transmits ``rates[k-1]`` bits per image at layer k (1 = bottom) and answers
+``encode``, ``decode``, ``reconstruct``, ``encode_continuous``, ``decode_continuous``,
+``fit``, ``save`` and ``load``. Subclasses supply four things: the z_e of a layer, the
+quantizer of a layer, the decode path from a layer's quantized latents, and how to train a
+layer; input checking, persistence and the greedy/per-rate training loop live here once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .checks import check_codes, check_continuous, check_images, check_layer
+from .config import HQAConfig
+from .layer import QuantizedAutoencoder
+from .quantize import Quantizer
+from .train import Schedule, StepLoss, steps_for, train_stage
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else as given."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def schedule_for(config: HQAConfig, steps: int) -> Schedule:
+    """The optimisation settings of ``config`` for a stage of ``steps`` steps."""
+    return Schedule(
+        steps=steps,
+        lr=config.lr,
+        lr_final_ratio=config.lr_final_ratio,
+        flat_fraction=config.flat_fraction,
+        grad_clip=config.grad_clip,
+        temp_start=config.temp_start,
+        temp_end=config.temp_end,
+        reset_every=config.reset_every,
+        reset_threshold=config.reset_threshold,
+    )
+
+
+def per_layer(value: int | Sequence[int], n: int, name: str) -> list[int]:
+    """Broadcast an int, or check a per-layer sequence, to a list of ``n`` ints."""
+    values = [value] * n if isinstance(value, int) else list(value)
+    if len(values) != n or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ValueError(f"{name} must be a positive int or {n} positive ints, got {value!r}")
+    return values
+
+
+def layer_seed(seed: int, layer: int) -> int:
+    """The seed of layer ``layer``'s initialisation and batches: depends on nothing else."""
+    return seed * 1000 + layer
+
+
+class CompressionSystem(nn.Module):
+    """Base class of every system: a stack of ``config.num_layers`` rates, trained per layer."""
+
+    kind = "CompressionSystem"
+
+    def __init__(self, config: HQAConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("trained", torch.zeros((), dtype=torch.long))
+        self.fit_log: list[dict[str, Any]] = []
+
+    # ---- what subclasses supply ----
+    def _z_e(self, x: Tensor, layer: int) -> Tensor:
+        """Continuous latents [B, D, h, w] of ``layer`` for images [B, C, H, W]."""
+        raise NotImplementedError
+
+    def _quantizer(self, layer: int) -> Quantizer:
+        raise NotImplementedError
+
+    def _decode_from(self, z_q: Tensor, layer: int, generator: torch.Generator | None) -> Tensor:
+        """Images [B, C, H, W] from quantized latents [B, D, h, w] of ``layer``."""
+        raise NotImplementedError
+
+    def _fit_layer(self, k: int, images: Tensor, epochs: int, batch_size: int, seed: int, device: torch.device, progress: bool) -> dict[str, Any]:
+        """Train layer k; return its log (steps, diagnostics)."""
+        raise NotImplementedError
+
+    # ---- facts ----
+    @property
+    def rates(self) -> list[int]:
+        """Bits per image transmitted at each layer, bottom first."""
+        return [self.config.bits(k) for k in range(1, self.config.num_layers + 1)]
+
+    @property
+    def num_layers(self) -> int:
+        return self.config.num_layers
+
+    @property
+    def trained_layers(self) -> int:
+        """How many layers, from the bottom, have been trained."""
+        return int(self.trained)
+
+    @property
+    def device(self) -> torch.device:
+        return self.trained.device
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether decoding depends on the generator."""
+        return any(self._quantizer(k).stochastic for k in range(1, self.num_layers + 1))
+
+    # ---- the interface ----
+    @torch.inference_mode()
+    def encode_continuous(self, x: Tensor, layer: int) -> Tensor:
+        """z_e of ``layer`` before quantization: [B, C, H, W] -> [B, D, h, w]."""
+        check_layer(layer, self.num_layers)
+        check_images(x, self.config.channels, self.config.image_size)
+        return self._z_e(x.to(self.device), layer)
+
+    @torch.inference_mode()
+    def encode(self, x: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:
+        """Integer codes of ``layer``: [B, C, H, W] -> LongTensor [B, h, w].
+
+        The most probable code, or a posterior sample when ``generator`` is given
+        (stochastic quantizers only; deterministic ones ignore it).
+        """
+        return self._quantizer(layer).quantize(self.encode_continuous(x, layer), generator)
+
+    @torch.inference_mode()
+    def decode(self, codes: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:
+        """Images from codes of ``layer``: LongTensor [B, h, w] -> [B, C, H, W] in [0, 1].
+
+        Stochastic systems sample on the way down when ``generator`` is given (the same
+        generator state gives the same images); without one they take the most probable code.
+        """
+        check_layer(layer, self.num_layers)
+        check_codes(codes, self.config.latent_size(layer), self.config.codebook_size)
+        z_q = self._quantizer(layer).lookup(codes.to(self.device).long())
+        return self._decode_from(z_q, layer, generator)
+
+    @torch.inference_mode()
+    def decode_continuous(self, z: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:
+        """Quantize a z_e of ``layer`` (e.g. an interpolation) and decode: [B, D, h, w] -> images."""
+        check_layer(layer, self.num_layers)
+        check_continuous(z, self.config.code_dim, self.config.latent_size(layer))
+        quantizer = self._quantizer(layer)
+        codes = quantizer.quantize(z.to(self.device), generator)
+        return self._decode_from(quantizer.lookup(codes), layer, generator)
+
+    def reconstruct(self, x: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:
+        """decode(encode(x)) at ``layer``: [B, C, H, W] -> [B, C, H, W]."""
+        return self.decode(self.encode(x, layer, generator), layer, generator)
+
+    # ---- training ----
+    def fit(
+        self,
+        images: Tensor,
+        epochs: int | Sequence[int],
+        batch_size: int = 64,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        layers: int | None = None,
+        progress: bool = True,
+    ) -> "CompressionSystem":
+        """Train layers bottom first; layers already trained (e.g. loaded) are kept.
+
+        ``images``: [N, C, H, W] in [0, 1]. ``epochs``: one int, or one per layer.
+        ``layers=k`` trains the bottom k only. Layer k's initialisation and batches come
+        from ``seed`` and k alone, so a layer trained here equals one trained elsewhere.
+        """
+        check_images(images, self.config.channels, self.config.image_size)
+        top = self.num_layers if layers is None else layers
+        check_layer(top, self.num_layers)
+        epochs_per = per_layer(epochs, self.num_layers, "epochs")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        dev = resolve_device(device)
+        self.to(dev)
+        for k in range(self.trained_layers + 1, top + 1):
+            start = time.perf_counter()
+            log = self._fit_layer(k, images, epochs_per[k - 1], batch_size, seed, dev, progress)
+            self.trained.fill_(k)
+            self.fit_log.append({"layer": k, "seconds": time.perf_counter() - start, **log})
+        return self
+
+    # ---- persistence ----
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write weights and config atomically; reload with :meth:`load`."""
+        save_checkpoint(path, self.kind, self.config.to_dict(), self.state_dict(), {"fit_log": self.fit_log})
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], expect_config: HQAConfig | None = None, device: str = "cpu"
+    ) -> "CompressionSystem":
+        """Read a model written by :meth:`save`; with ``expect_config``, refuse any other config."""
+        cfg_dict, state, extra = load_checkpoint(path, cls.kind)
+        try:
+            config = HQAConfig.from_dict(cfg_dict)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"checkpoint {path} holds an invalid config: {exc}") from None
+        if expect_config is not None and config != expect_config:
+            diff = sorted(k for k, v in config.to_dict().items() if expect_config.to_dict()[k] != v)
+            raise ValueError(f"checkpoint {path} was made with another config (differs in {diff})")
+        model = cls(config)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            raise ValueError(f"checkpoint {path} does not match its config (weights of other shapes)") from None
+        model.fit_log = list(extra.get("fit_log", []))
+        return model.to(resolve_device(device))
+
+    def _train_unit(
+        self,
+        unit: QuantizedAutoencoder,
+        build: Callable[[], QuantizedAutoencoder],
+        step_loss: StepLoss,
+        data: Tensor,
+        k: int,
+        epochs: int,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        progress: bool,
+    ) -> dict[str, Any]:
+        """Re-initialise ``unit`` from ``build()`` under layer k's seed, then train it."""
+        with torch.random.fork_rng(devices=[]):  # initialisation leaves the global RNG alone
+            torch.manual_seed(layer_seed(seed, k))
+            fresh = build()
+        unit.load_state_dict(fresh.state_dict())
+        unit.pending_init = True
+        generator = torch.Generator(device=device).manual_seed(layer_seed(seed, k))
+        steps = steps_for(epochs, len(data), batch_size)
+        diag = train_stage(
+            unit,
+            step_loss,
+            data,
+            batch_size,
+            schedule_for(self.config, steps),
+            generator,
+            quantizer=unit.quantizer,
+            code_reset=self.config.code_reset,
+            desc=f"{self.kind} layer {k}/{self.num_layers}",
+            progress=progress,
+        )
+        return {"steps": steps, "batch_size": batch_size, **diag}

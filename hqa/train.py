@@ -1,0 +1,120 @@
+"""The training loop shared by every layer of every system.
+
+RAdam, flat-then-cosine learning rate, gradient clipping, Gumbel temperature decayed
+linearly towards 0 over the stage (Section 5.1), code resetting every few steps
+(Section 5.3), tqdm progress; all randomness from one explicit generator.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .quantize import Quantizer
+
+# (batch, temperature, generator) -> (loss, diagnostics for the progress bar)
+StepLoss = Callable[[Tensor, float, torch.Generator], tuple[Tensor, dict[str, Tensor]]]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Optimisation settings of one training stage (copied from the model's config)."""
+
+    steps: int
+    lr: float
+    lr_final_ratio: float
+    flat_fraction: float
+    grad_clip: float
+    temp_start: float
+    temp_end: float
+    reset_every: int
+    reset_threshold: float
+
+    def lr_factor(self, step: int) -> float:
+        """Flat at 1 for ``flat_fraction`` of the steps, then cosine down to ``lr_final_ratio``."""
+        flat = int(self.flat_fraction * self.steps)
+        if step < flat:
+            return 1.0
+        progress = (step - flat) / max(1, self.steps - flat)
+        return self.lr_final_ratio + (1 - self.lr_final_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    def temperature(self, step: int) -> float:
+        """Gumbel-softmax temperature, linear from ``temp_start`` to ``temp_end`` (Section 5.1)."""
+        frac = step / max(1, self.steps - 1)
+        return self.temp_start + (self.temp_end - self.temp_start) * frac
+
+
+def steps_for(epochs: int, n: int, batch_size: int) -> int:
+    """Optimizer steps of ``epochs`` passes over ``n`` items in full batches (at least one)."""
+    return max(1, epochs * max(1, n // batch_size))
+
+
+def batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> Iterable[Tensor]:
+    """Index batches for ``steps`` steps: a fresh permutation per epoch, full batches only."""
+    per_epoch = max(1, n // batch_size)
+    size = min(batch_size, n)
+    done = 0
+    while done < steps:
+        perm = torch.randperm(n, generator=generator, device=generator.device)
+        for i in range(per_epoch):
+            if done == steps:
+                return
+            yield perm[i * size : (i + 1) * size]
+            done += 1
+
+
+def train_stage(
+    module: nn.Module,
+    step_loss: StepLoss,
+    data: Tensor,
+    batch_size: int,
+    schedule: Schedule,
+    generator: torch.Generator,
+    quantizer: Quantizer | None = None,
+    code_reset: bool = False,
+    desc: str = "train",
+    progress: bool = True,
+) -> dict[str, float]:
+    """Train ``module``'s parameters on ``data`` [N, ...] for ``schedule.steps`` steps.
+
+    ``step_loss`` computes the loss of one batch (already on the module's device).
+    ``quantizer``'s usage counts are cleared every ``reset_every`` steps, and its dead codes
+    moved first when ``code_reset`` is set. Returns the last logged diagnostics.
+    """
+    device = next(module.parameters()).device
+    params = [p for p in module.parameters() if p.requires_grad]
+    optimizer = torch.optim.RAdam(params, lr=schedule.lr)
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
+    module.train()
+    if quantizer is not None:
+        quantizer.usage.zero_()
+    logged: dict[str, float] = {}
+    bar = tqdm(total=schedule.steps, desc=desc, disable=not progress, leave=False, mininterval=2.0)
+    data_on_device = data.device == device
+    for step, idx in enumerate(batches(len(data), batch_size, schedule.steps, generator)):
+        batch = data[idx.to(data.device)]
+        if not data_on_device:
+            batch = batch.to(device, non_blocking=True)
+        loss, diag = step_loss(batch, schedule.temperature(step), generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+        optimizer.step()
+        lr_sched.step()
+        if quantizer is not None and (step + 1) % schedule.reset_every == 0:
+            if code_reset:
+                quantizer.reset_dead_codes(schedule.reset_threshold, generator)
+            else:
+                quantizer.usage.zero_()
+        bar.update(1)
+        if step % 50 == 0 or step == schedule.steps - 1:  # the only host syncs: logging
+            logged = {"loss": loss.item(), **{k: v.item() for k, v in diag.items()}}
+            bar.set_postfix({k: f"{v:.4g}" for k, v in logged.items()}, refresh=False)
+    bar.close()
+    module.eval()
+    return logged
