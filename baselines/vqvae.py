@@ -1,7 +1,8 @@
 """The VQ-VAE family: one single-layer VQ-VAE per rate, on the shared backbones.
 
 "Layer k" of this family is a separate VQ-VAE whose encoder chains the encoder blocks of
-HQA layers 1..k and whose decoder chains decoder blocks k..1, with one deterministic
+HQA layers 1..k (each reading the one below through a running normalisation, as HQA's
+layers do; without it a deep chain does not train) and whose decoder chains decoder blocks k..1, with one deterministic
 nearest-code quantizer at the top (Eq. 2 loss, straight-through gradients). Built from the
 very blocks of the HQA stack, its parameter count equals that of HQA layers 1..k minus the
 k-1 lower codebooks (Section 6.1: "same compression ratio and approximate parameter count").
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from hqa.backbone import DecoderBlock, EncoderBlock
 from hqa.config import HQAConfig
 from hqa.layer import QuantizedAutoencoder
+from hqa.normalize import RunningNorm
 from hqa.quantize import Quantizer
 from hqa.system import CompressionSystem
 
@@ -31,14 +33,18 @@ def vqvae_config(config: HQAConfig) -> HQAConfig:
 
 
 def single_vqvae(config: HQAConfig, k: int) -> QuantizedAutoencoder:
-    """The single-layer VQ-VAE that downsamples by 2^k: [B, C, H, W] -> codes [B, H/2^k, W/2^k]."""
+    """The single-layer VQ-VAE with the downsampling of HQA layers 1..k: [B, C, H, W] -> codes [B, H/2^k, W/2^k]."""
     c = config.code_dim
-    encoder = nn.Sequential(
-        *(EncoderBlock(config.channels if i == 0 else c, config.enc_widths[i], c) for i in range(k))
-    )
+    strides = config.layer_strides
+    blocks: list[nn.Module] = []
+    for i in range(k):
+        if i > 0:  # as in the hierarchy, a block reads the z_e below normalised by running stats
+            blocks.append(RunningNorm(c, config.norm_momentum))
+        blocks.append(EncoderBlock(config.channels if i == 0 else c, config.enc_widths[i], c, strides[i]))
+    encoder = nn.Sequential(*blocks)
     decoder = nn.Sequential(
         *(
-            DecoderBlock(c, config.dec_widths[i], config.channels if i == 0 else c, sigmoid=i == 0)
+            DecoderBlock(c, config.dec_widths[i], config.channels if i == 0 else c, sigmoid=i == 0, stride=strides[i])
             for i in reversed(range(k))
         )
     )

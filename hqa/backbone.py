@@ -11,16 +11,21 @@ from torch import Tensor, nn
 
 
 class EncoderBlock(nn.Module):
-    """[B, in_ch, H, W] -> [B, out_ch, H/2, W/2].
+    """[B, in_ch, H, W] -> [B, out_ch, H/s, W/s], s = ``stride`` (2, or 1 to keep the size).
 
-    Strided 4x4 conv (halves h and w), Mish, 3x3 conv, Mish, 1x1 projection to ``out_ch``
-    (the code dimension D when the block feeds a quantizer).
+    Strided 4x4 conv (halves h and w; a 3x3 conv when s = 1), Mish, 3x3 conv, Mish, 1x1
+    projection to ``out_ch`` (the code dimension D when the block feeds a quantizer).
     """
 
-    def __init__(self, in_ch: int, width: int, out_ch: int) -> None:
+    def __init__(self, in_ch: int, width: int, out_ch: int, stride: int = 2) -> None:
         super().__init__()
+        first = (
+            nn.Conv2d(in_ch, width, kernel_size=4, stride=2, padding=1)
+            if stride == 2
+            else nn.Conv2d(in_ch, width, kernel_size=3, padding=1)
+        )
         self.net = nn.Sequential(
-            nn.Conv2d(in_ch, width, kernel_size=4, stride=2, padding=1),
+            first,
             nn.Mish(),
             nn.Conv2d(width, width, kernel_size=3, padding=1),
             nn.Mish(),
@@ -37,20 +42,22 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    """[B, in_ch, h, w] -> [B, out_ch, 2h, 2w].
+    """[B, in_ch, h, w] -> [B, out_ch, s*h, s*w], s = ``stride`` (2, or 1 to keep the size).
 
-    3x3 conv, Mish, nearest-neighbour upsample x2, 3x3 conv, Mish, 3x3 output conv. The
+    3x3 conv, Mish, nearest-neighbour upsample x2 (when s = 2), 3x3 conv, Mish, 3x3 output conv. The
     output is linear (a lower layer's z_e, or logits) unless ``sigmoid`` is set, which the
     bottom layer uses to give pixels in [0, 1]. ``out_kernel=1`` makes the output a per-position
     linear map (used for logits over K codes, which would otherwise dominate the parameter count).
     """
 
-    def __init__(self, in_ch: int, width: int, out_ch: int, sigmoid: bool = False, out_kernel: int = 3) -> None:
+    def __init__(
+        self, in_ch: int, width: int, out_ch: int, sigmoid: bool = False, out_kernel: int = 3, stride: int = 2
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(in_ch, width, kernel_size=3, padding=1),
             nn.Mish(),
-            nn.Upsample(scale_factor=2, mode="nearest"),
+            nn.Upsample(scale_factor=2, mode="nearest") if stride == 2 else nn.Identity(),
             nn.Conv2d(width, width, kernel_size=3, padding=1),
             nn.Mish(),
             nn.Conv2d(width, out_ch, kernel_size=out_kernel, padding=out_kernel // 2),

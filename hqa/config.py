@@ -8,6 +8,7 @@ Every number that changes results lives here, with the paper section it comes fr
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -36,6 +37,8 @@ class HQAConfig:
     # Widths chosen so the 5-layer MNIST stack has ~1.0M parameters (Section 6.2: "~1M").
     enc_widths: tuple[int, ...] = (16, 32, 32, 48, 48)
     dec_widths: tuple[int, ...] = (32, 48, 64, 96, 128)
+    # Per-layer downsampling factor (2: halve h and w; 1: keep them). Empty: every layer halves.
+    strides: tuple[int, ...] = ()
 
     # --- the three switches (DESIGN.md; Table 3 rows) ---
     # "gumbel": stochastic posterior q(z=k|x) ∝ exp(-||z_e - e_k||^2), Eq. 3, with code resetting.
@@ -80,10 +83,11 @@ class HQAConfig:
                 raise ValueError(
                     f"HQAConfig.{name} has {len(widths)} entries for {self.num_layers} layers"
                 )
-        if self.image_size % (2**self.num_layers):
-            raise ValueError(
-                f"HQAConfig.image_size={self.image_size} is not divisible by 2**{self.num_layers}"
-            )
+        if self.strides and (len(self.strides) != self.num_layers or set(self.strides) - {1, 2}):
+            raise ValueError(f"HQAConfig.strides must be {self.num_layers} values of 1 or 2, got {self.strides}")
+        total = math.prod(self.layer_strides)
+        if self.image_size % total:
+            raise ValueError(f"HQAConfig.image_size={self.image_size} is not divisible by {total}")
         if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
             # a fixed-rate code needs an integer number of bits per position
             raise ValueError(f"HQAConfig.codebook_size must be a power of 2, got {self.codebook_size}")
@@ -96,7 +100,11 @@ class HQAConfig:
 
     @classmethod
     def celeba(cls, **overrides: Any) -> "HQAConfig":
-        """CelebA at 64x64x3: 7 layers, top latent 1x1 with 512 codes (Section 6.1)."""
+        """CelebA at 64x64x3: 7 layers, top latent 1x1 with 512 codes (Section 6.1).
+
+        Six halvings take 64 to 1, so one of the seven layers cannot downsample; the paper's
+        appendix is not in our copy, so we let layer 1 keep 64x64 (a guess, stated in README).
+        """
         base: dict[str, Any] = dict(
             image_size=64,
             channels=3,
@@ -105,6 +113,7 @@ class HQAConfig:
             code_dim=64,
             enc_widths=(32, 64, 64, 96, 96, 128, 128),
             dec_widths=(64, 96, 128, 128, 192, 192, 256),
+            strides=(1, 2, 2, 2, 2, 2, 2),
         )
         base.update(overrides)
         return cls(**base)
@@ -118,9 +127,14 @@ class HQAConfig:
         return presets[dataset](**overrides)
 
     # ---- derived quantities ----
+    @property
+    def layer_strides(self) -> tuple[int, ...]:
+        """Downsampling factor of each layer, bottom first."""
+        return self.strides or (2,) * self.num_layers
+
     def latent_size(self, layer: int) -> int:
         """Height (= width) of layer ``layer``'s code grid; layer counts from 1 at the bottom."""
-        return self.image_size // (2**layer)
+        return self.image_size // math.prod(self.layer_strides[:layer])
 
     def bits(self, layer: int) -> int:
         """Bits per image transmitted at ``layer``: h * w * log2(K)."""

@@ -103,9 +103,16 @@ def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
         in_ch, target = c, config.target
         out_ch = config.codebook_size if target == "ce" else c
     return QuantizedAutoencoder(
-        EncoderBlock(in_ch, config.enc_widths[index - 1], c),
+        EncoderBlock(in_ch, config.enc_widths[index - 1], c, stride=config.layer_strides[index - 1]),
         Quantizer(config.codebook_size, c, config.quantizer, config.codebook_loss, config.vq_beta),
-        DecoderBlock(c, config.dec_widths[index - 1], out_ch, sigmoid=index == 1, out_kernel=1 if target == "ce" else 3),
+        DecoderBlock(
+            c,
+            config.dec_widths[index - 1],
+            out_ch,
+            sigmoid=index == 1,
+            out_kernel=1 if target == "ce" else 3,
+            stride=config.layer_strides[index - 1],
+        ),
         RunningNorm(c, config.norm_momentum) if index > 1 else None,
         target,
     )

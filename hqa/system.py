@@ -125,7 +125,8 @@ class CompressionSystem(nn.Module):
         The most probable code, or a posterior sample when ``generator`` is given
         (stochastic quantizers only; deterministic ones ignore it).
         """
-        return self._quantizer(layer).quantize(self.encode_continuous(x, layer), generator)
+        z_e = self.encode_continuous(x, layer)  # validates x and layer first
+        return self._quantizer(layer).quantize(z_e, generator)
 
     @torch.inference_mode()
     def decode(self, codes: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:

@@ -1,0 +1,49 @@
+import pytest
+
+from hqa import HQA, HQAConfig, count_parameters
+
+
+def test_mnist_preset_rates_and_size() -> None:
+    cfg = HQAConfig.mnist()
+    assert (cfg.image_size, cfg.channels, cfg.num_layers, cfg.codebook_size, cfg.code_dim) == (32, 1, 5, 256, 64)
+    assert [cfg.bits(k) for k in range(1, 6)] == [2048, 512, 128, 32, 8]
+    n = count_parameters(HQA(cfg))
+    print(f"HQA MNIST parameters: {n}")
+    assert 0.9e6 <= n <= 1.1e6  # Section 6.2: ~1M
+
+
+def test_celeba_preset_rates() -> None:
+    cfg = HQAConfig.celeba()
+    assert (cfg.image_size, cfg.channels, cfg.num_layers, cfg.codebook_size) == (64, 3, 7, 512)
+    # layer 1 keeps 64x64 (six halvings reach 1x1), then each layer halves h and w
+    assert [cfg.bits(k) for k in range(1, 8)] == [64 * 64 // 4 ** (k - 1) * 9 for k in range(1, 8)]
+    assert HQA(cfg).rates[-1] == 9
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(quantizer="argmax"),
+        dict(target="l1"),
+        dict(codebook_loss="ema"),
+        dict(enc_widths=(8,)),
+        dict(image_size=30),
+        dict(codebook_size=100),
+        dict(num_layers=0, enc_widths=(), dec_widths=()),
+    ],
+)
+def test_bad_config_is_one_value_error(bad: dict) -> None:
+    with pytest.raises(ValueError, match="HQAConfig"):
+        HQAConfig.mnist(**bad)
+
+
+def test_unknown_preset_and_fields() -> None:
+    with pytest.raises(ValueError, match="unknown dataset"):
+        HQAConfig.preset("cifar")
+    with pytest.raises(ValueError, match="unknown HQAConfig fields"):
+        HQAConfig.from_dict({**HQAConfig.mnist().to_dict(), "tempreature": 1.0})
+
+
+def test_config_round_trips_through_dict() -> None:
+    cfg = HQAConfig.celeba(lr=1e-3)
+    assert HQAConfig.from_dict(cfg.to_dict()) == cfg

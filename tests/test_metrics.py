@@ -1,0 +1,121 @@
+"""Metrics against hand-computed values; torch-fidelity paths (classifier and Inception) offline."""
+
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+
+from benchmarks.classifier import Classifier, predict, train_classifier
+from benchmarks.fidelity import (
+    CLASSIFIER_EXTRACTOR,
+    FeatureSpace,
+    classifier_space,
+    frechet_distance_numpy,
+    inception_space,
+    to_uint8,
+)
+from benchmarks.metrics import classification_error, effective_bits, mse, t_interval
+from hqa.data import ImageSet
+
+
+def test_fid_hand_computed_diagonal_gaussians() -> None:
+    # Features with exact sample means and (diagonal) covariances:
+    # FID = |mu1 - mu2|^2 + sum_i (s1_i + s2_i - 2 sqrt(s1_i s2_i)).
+    base = np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]])  # mean 0, cov 4/3 I
+    a = base * np.array([1.0, 2.0])
+    b = base * np.array([3.0, 1.0]) + np.array([1.0, 0.0])
+    c = 4.0 / 3.0
+    s1, s2 = np.array([1.0, 4.0]) * c, np.array([9.0, 1.0]) * c
+    expected = 1.0 + np.sum(s1 + s2 - 2 * np.sqrt(s1 * s2))
+    assert frechet_distance_numpy(a, b) == pytest.approx(expected, rel=1e-6)
+    assert frechet_distance_numpy(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mse_effective_bits_and_interval() -> None:
+    x, y = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
+    assert mse(x, y) == pytest.approx(0.25)
+    codes = torch.tensor([[[0, 1], [2, 3]], [[0, 1], [2, 3]]])  # uniform over 4 codes: 2 bits x 4 positions
+    assert effective_bits(codes, 256) == pytest.approx(8.0)
+    assert effective_bits(torch.zeros(5, 1, 1, dtype=torch.long), 256) == pytest.approx(0.0)
+    mean, lo, hi = t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0 and hi - mean == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3))
+    assert t_interval([5.0]) == (5.0, 5.0, 5.0)
+
+
+@pytest.fixture(scope="module")
+def classifier_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ImageSet]:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 2
+    images = torch.rand(40, 1, 32, 32, generator=g) * 0.2
+    images[labels == 1, :, 8:24, 8:24] = 1.0  # class 1: a bright square
+    data = ImageSet(images, labels, "synthetic")
+    model = train_classifier(data, epochs=5, seed=0, batch_size=8, progress=False)
+    path = tmp_path_factory.mktemp("clf") / "classifier.pt"
+    model.save(path)
+    return path, data
+
+
+def test_classifier_learns_and_errors_are_counted(classifier_file: tuple[Path, ImageSet]) -> None:
+    path, data = classifier_file
+    model = Classifier.load(path)
+    assert classification_error(model, data.images, data.labels) == 0.0
+    assert classification_error(model, data.images, 1 - data.labels) == 100.0
+    logits, feats = predict(model, data.images)
+    assert logits.shape == (40, 2) and feats.shape == (40, 128)
+
+
+def test_classifier_fid_matches_torch_fidelity_end_to_end(classifier_file: tuple[Path, ImageSet]) -> None:
+    path, data = classifier_file
+    real, fake = data.images[:20], data.images[20:].flip(-1) * 0.7
+    space = classifier_space(path, real)
+    ours = space.fid(fake)
+
+    class Images(torch.utils.data.Dataset):
+        def __init__(self, x: torch.Tensor) -> None:
+            self.x = to_uint8(x)
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return self.x[i]
+
+    theirs = torch_fidelity.calculate_metrics(
+        input1=Images(real), input2=Images(fake), fid=True, cuda=False, verbose=False, batch_size=7,
+        feature_extractor=CLASSIFIER_EXTRACTOR, feature_extractor_weights_path=str(path), cache=False,
+    )["frechet_inception_distance"]
+    assert ours == pytest.approx(theirs, rel=1e-4)
+    assert ours > 0
+    assert space.fid(real) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_fid_is_batch_size_independent(classifier_file: tuple[Path, ImageSet]) -> None:
+    path, data = classifier_file
+    space = classifier_space(path, data.images[:20])
+    small = FeatureSpace("classifier", space.extractor, "penultimate", data.images[:20], batch_size=3)
+    fake = data.images[20:].flip(-1) * 0.7
+    assert small.fid(fake) == pytest.approx(space.fid(fake), rel=1e-4)  # float32 convs differ by batch only in rounding
+
+
+def test_inception_path_with_stand_in_weights(tmp_path: Path) -> None:
+    """The real torch-fidelity Inception extractor, loading weights from a local file."""
+    from torch_fidelity import feature_extractor_inceptionv3 as inc
+
+    with mock.patch.object(inc, "load_state_dict_from_url", lambda *a, **k: {}), mock.patch.object(
+        inc.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None
+    ):
+        torch.manual_seed(0)
+        random_net = inc.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights = tmp_path / "inception-stand-in.pth"
+    torch.save(random_net.state_dict(), weights)
+
+    real = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    space, note = inception_space(real, weights)
+    assert space is not None and note == "Inception rFID available"
+    assert space.features(real).shape == (6, 2048)
+    assert space.fid(real) == pytest.approx(0.0, abs=1e-2)
+    missing, why = inception_space(real, tmp_path / "nope.pth")
+    assert missing is None and "not found" in why

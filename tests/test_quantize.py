@@ -1,0 +1,123 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hqa.quantize import (
+    Quantizer,
+    fused_gumbel_terms,
+    gumbel_noise,
+    posterior_log_probs,
+    probabilistic_terms,
+    reference_gumbel_terms,
+    squared_distances,
+    vq_loss,
+)
+
+
+def test_distances_match_numpy() -> None:
+    g = torch.Generator().manual_seed(0)
+    z, e = torch.randn(20, 5, generator=g), torch.randn(7, 5, generator=g)
+    expected = ((z.numpy()[:, None, :] - e.numpy()[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_allclose(squared_distances(z, e).numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_posterior_is_softmax_of_negative_distance() -> None:
+    d = torch.tensor([[0.0, 1.0, 4.0]])
+    q = posterior_log_probs(d).exp()[0]
+    w = torch.tensor([1.0, math.exp(-1), math.exp(-4)])
+    torch.testing.assert_close(q, w / w.sum())
+
+
+def test_probabilistic_terms_hand_computed() -> None:
+    d = torch.tensor([[0.0, 2.0]])
+    log_q = posterior_log_probs(d)
+    kl, commit = probabilistic_terms(log_q, d)
+    q1 = 1 / (1 + math.exp(-2))
+    q = torch.tensor([q1, 1 - q1])
+    entropy = -(q * q.log()).sum()
+    torch.testing.assert_close(kl[0], math.log(2) - entropy)  # log K - H[q]
+    torch.testing.assert_close(commit[0], (q * d[0]).sum())  # E_q ||z_e - e||^2
+
+
+def test_vq_loss_hand_computed() -> None:
+    z, e = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+    assert vq_loss(z, e, beta=0.25).item() == pytest.approx((1 + 4) / 2 * 1.25)
+
+
+def test_fused_equals_reference_values_and_gradients() -> None:
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(40, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    e = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    noise = gumbel_noise((40, 9), z, torch.Generator().manual_seed(1))
+    weights = [torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64)]
+    results = []
+    for fn in (fused_gumbel_terms, reference_gumbel_terms):
+        z_q, idx, kl, commit = fn(z, e, noise, 0.5)
+        loss = (z_q * weights[0]).sum() + (kl * weights[1]).sum() + (commit * weights[2]).sum()
+        results.append((z_q, idx, kl, commit, *torch.autograd.grad(loss, (z, e))))
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b)
+
+
+def test_gumbel_noise_matches_torch_distributions() -> None:
+    """Same uniforms, same sample as RelaxedOneHotCategorical (the straightforward path)."""
+    logits = torch.randn(5, 4, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(3)
+    ref = torch.distributions.RelaxedOneHotCategorical(torch.tensor(0.7), logits=logits).rsample()
+    torch.manual_seed(3)
+    ours = torch.softmax((F.log_softmax(logits, 1) + gumbel_noise((5, 4), logits, None)) / 0.7, 1)
+    torch.testing.assert_close(ours, ref)
+
+
+def _quantizer(mode: str) -> Quantizer:
+    torch.manual_seed(0)
+    return Quantizer(16, 3, mode, "probabilistic" if mode == "gumbel" else "vq")
+
+
+def test_mode_is_nearest_code() -> None:
+    q = _quantizer("gumbel")
+    z = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 3).numpy()
+    cb = q.codebook.detach().numpy()
+    nearest = ((flat[:, None] - cb[None]) ** 2).sum(-1).argmin(1).reshape(2, 4, 4)
+    np.testing.assert_array_equal(q.quantize(z).numpy(), nearest)
+    np.testing.assert_array_equal(_quantizer("nearest").quantize(z).numpy(), q.quantize(z).numpy())
+
+
+def test_sampling_repeatable_and_varied() -> None:
+    q = _quantizer("gumbel")
+    with torch.no_grad():
+        q.codebook.mul_(0.1)  # codes close together: q is spread, samples vary
+    z = torch.zeros(4, 3, 4, 4)
+    a = q.quantize(z, torch.Generator().manual_seed(0))
+    b = q.quantize(z, torch.Generator().manual_seed(0))
+    c = q.quantize(z, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    det = _quantizer("nearest")
+    assert torch.equal(det.quantize(z, torch.Generator().manual_seed(0)), det.quantize(z, torch.Generator().manual_seed(1)))
+
+
+def test_training_forward_shapes_and_usage() -> None:
+    q = _quantizer("gumbel")
+    out = q(torch.randn(2, 3, 4, 4), 0.5, torch.Generator().manual_seed(0))
+    assert out.z_q.shape == (2, 3, 4, 4) and out.indices.shape == (2, 4, 4)
+    assert out.kl.shape == (2,) and out.commit.shape == (2,)
+    assert q.usage.sum().item() == 32
+
+
+def test_reset_moves_dead_code_near_busy_one() -> None:
+    q = _quantizer("gumbel")
+    with torch.no_grad():
+        q.codebook[5] = 100.0  # far away: never used
+    q.usage.zero_()
+    q.usage[0] = 50.0
+    q.usage[1:5] = 10.0
+    moved = q.reset_dead_codes(0.03, torch.Generator().manual_seed(0))
+    assert moved.item() == 16 - 5
+    assert q.codebook[5].abs().max().item() < 10  # now beside a used code
+    donors = q.codebook[:5]
+    assert torch.cdist(q.codebook[5:6], donors).min().item() < 0.2
+    assert q.usage.sum().item() == 0

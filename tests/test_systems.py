@@ -1,0 +1,113 @@
+"""Every registered system: one interface, right shapes and bits, persistence, the switches."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from baselines import SWITCHES, VQVAE
+from benchmarks.registry import SYSTEMS, build_system, parse_systems
+from hqa import HQA, HQAConfig, count_parameters
+
+MNIST_BITS = [2048, 512, 128, 32, 8]
+
+
+@pytest.fixture(scope="module")
+def fitted() -> dict[str, object]:
+    from conftest import blobs
+
+    torch.set_num_threads(2)
+    images = blobs(16, size=32)
+    return {name: build_system(name, "mnist").fit(images, epochs=1, batch_size=8, seed=0, progress=False) for name in SYSTEMS}
+
+
+def test_registry_names_and_classes() -> None:
+    assert list(SYSTEMS) == ["hqa", "vqvae", "hams", "hams-gs", "hams-mse", "hams-gs-mse"]
+    assert type(build_system("vqvae")) is VQVAE
+    for name in SWITCHES:
+        model = build_system(name)
+        assert type(model) is HQA
+        assert {k: getattr(model.config, k) for k in SWITCHES[name]} == SWITCHES[name]
+
+
+def test_bad_names_are_one_clear_error() -> None:
+    with pytest.raises(ValueError, match="known systems: hqa, vqvae"):
+        build_system("hqa2")
+    with pytest.raises(ValueError, match="unknown dataset 'cifar'"):
+        build_system("hqa", "cifar")
+    with pytest.raises(ValueError, match="unknown system"):
+        parse_systems("hqa,foo")
+
+
+@pytest.mark.parametrize("name", list(SYSTEMS))
+def test_every_system_answers_the_interface(fitted: dict, name: str, tmp_path: Path) -> None:
+    from conftest import blobs
+
+    model = fitted[name]
+    x = blobs(3, size=32, seed=5)
+    assert model.rates == MNIST_BITS
+    for layer, size in zip(range(1, 6), (16, 8, 4, 2, 1)):
+        g = torch.Generator().manual_seed(0)
+        codes = model.encode(x, layer, g)
+        assert codes.shape == (3, size, size) and codes.dtype == torch.int64
+        assert model.decode(codes, layer, g).shape == x.shape
+        assert model.reconstruct(x, layer, g).shape == x.shape
+        z = model.encode_continuous(x, layer)
+        assert z.shape == (3, 64, size, size)
+        assert model.decode_continuous(z, layer, g).shape == x.shape
+    path = tmp_path / f"{name}.pt"
+    model.save(path)
+    loaded = type(model).load(path)
+    s1, s2 = model.state_dict(), loaded.state_dict()
+    assert all(torch.equal(s1[k], s2[k]) for k in s1)
+    assert torch.equal(loaded.encode(x, 5), model.encode(x, 5))
+
+
+@pytest.mark.parametrize("name", ["hams", "hams-mse", "vqvae"])
+def test_deterministic_systems_ignore_the_generator(fitted: dict, name: str) -> None:
+    from conftest import blobs
+
+    model = fitted[name]
+    codes = model.encode(blobs(8, size=32), 5)
+    outs = [model.decode(codes, 5, torch.Generator().manual_seed(s)) for s in range(3)]
+    assert all(torch.equal(outs[0], o) for o in outs)
+    assert not model.stochastic
+
+
+@pytest.mark.parametrize("name", ["hqa", "hams-gs", "hams-gs-mse"])
+def test_gumbel_systems_sample(fitted: dict, name: str) -> None:
+    model = fitted[name]
+    codes = torch.arange(8).view(8, 1, 1)
+    outs = [model.decode(codes, 5, torch.Generator().manual_seed(s)) for s in range(3)]
+    assert not torch.equal(outs[0], outs[1]) or not torch.equal(outs[0], outs[2])
+    assert model.stochastic
+
+
+def test_ce_target_decodes_to_k_logits() -> None:
+    model = build_system("hams")
+    lay = model.layer(3)
+    out = lay.decoder(torch.zeros(2, 64, 4, 4))
+    assert out.shape == (2, 256, 8, 8)  # logits over layer 2's 256 codes at each position
+    assert build_system("hams-mse").layer(3).decoder(torch.zeros(2, 64, 4, 4)).shape == (2, 64, 8, 8)
+
+
+def test_vqvae_parameters_match_hqa_stack_within_25_percent() -> None:
+    vq, hqa = build_system("vqvae"), build_system("hqa")
+    for k in range(1, 6):
+        stack = sum(count_parameters(layer) for layer in hqa.layers[:k])
+        ratio = count_parameters(vq.models[k - 1]) / stack
+        assert 0.75 <= ratio <= 1.25, (k, ratio)
+
+
+def test_hams_parameters_close_to_hqa() -> None:
+    ref = count_parameters(build_system("hqa"))
+    for name in SWITCHES:
+        assert abs(count_parameters(build_system(name)) / ref - 1) < 0.15
+
+
+def test_vqvae_checkpoint_is_not_an_hqa(fitted: dict, tmp_path: Path) -> None:
+    fitted["vqvae"].save(tmp_path / "v.pt")
+    with pytest.raises(ValueError, match="'VQVAE' model, not a 'HQA'"):
+        HQA.load(tmp_path / "v.pt")
+    with pytest.raises(ValueError, match="another config"):
+        VQVAE.load(tmp_path / "v.pt", expect_config=HQAConfig.mnist())
