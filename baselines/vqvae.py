@@ -1,8 +1,9 @@
 """The VQ-VAE family: one single-layer VQ-VAE per rate, on the shared backbones.
 
 "Layer k" of this family is a separate VQ-VAE whose encoder chains the encoder blocks of
-HQA layers 1..k (each reading the one below through a running normalisation, as HQA's
-layers do; without it a deep chain does not train) and whose decoder chains decoder blocks k..1, with one deterministic
+HQA layers 1..k (each reading the one below through a normalisation, as HQA's layers do)
+and whose decoder chains decoder blocks k..1, again normalised between blocks where HQA
+re-quantizes (see :func:`_chain_norm`), with one deterministic
 nearest-code quantizer at the top (Eq. 2 loss, straight-through gradients). Built from the
 very blocks of the HQA stack, its parameter count equals that of HQA layers 1..k minus the
 k-1 lower codebooks (Section 6.1: "same compression ratio and approximate parameter count").
@@ -22,7 +23,6 @@ from torch import Tensor, nn
 from hqa.backbone import DecoderBlock, EncoderBlock
 from hqa.config import HQAConfig
 from hqa.layer import QuantizedAutoencoder
-from hqa.normalize import RunningNorm
 from hqa.quantize import Quantizer
 from hqa.system import CompressionSystem
 
@@ -32,22 +32,31 @@ def vqvae_config(config: HQAConfig) -> HQAConfig:
     return config.replace(quantizer="nearest", codebook_loss="vq", code_reset=True)
 
 
+def _chain_norm(config: HQAConfig) -> nn.Module:
+    """Normalisation between chained blocks. HQA's RunningNorm normalises a *frozen* lower
+    layer's z_e; inside a chain trained end to end the statistics move every step, and
+    normalising with lagging running statistics leaves a 15-conv chain untrainable (it
+    learns only the mean image, even without quantization). So: batch statistics with
+    gradients in training, running statistics in eval, i.e. BatchNorm without affine."""
+    return nn.BatchNorm2d(config.code_dim, affine=False, momentum=config.norm_momentum)
+
+
 def single_vqvae(config: HQAConfig, k: int) -> QuantizedAutoencoder:
     """The single-layer VQ-VAE with the downsampling of HQA layers 1..k: [B, C, H, W] -> codes [B, H/2^k, W/2^k]."""
     c = config.code_dim
     strides = config.layer_strides
     blocks: list[nn.Module] = []
     for i in range(k):
-        if i > 0:  # as in the hierarchy, a block reads the z_e below normalised by running stats
-            blocks.append(RunningNorm(c, config.norm_momentum))
+        if i > 0:  # as in the hierarchy, a block reads the z_e below normalised
+            blocks.append(_chain_norm(config))
         blocks.append(EncoderBlock(config.channels if i == 0 else c, config.enc_widths[i], c, strides[i]))
     encoder = nn.Sequential(*blocks)
-    decoder = nn.Sequential(
-        *(
-            DecoderBlock(c, config.dec_widths[i], config.channels if i == 0 else c, sigmoid=i == 0, stride=strides[i])
-            for i in reversed(range(k))
-        )
-    )
+    decoder_blocks: list[nn.Module] = []
+    for i in reversed(range(k)):
+        decoder_blocks.append(DecoderBlock(c, config.dec_widths[i], config.channels if i == 0 else c, sigmoid=i == 0, stride=strides[i]))
+        if i > 0:  # where HQA re-quantizes to unit-scale codes, re-normalise the signal
+            decoder_blocks.append(_chain_norm(config))
+    decoder = nn.Sequential(*decoder_blocks)
     quantizer = Quantizer(config.codebook_size, c, config.quantizer, config.codebook_loss, config.vq_beta)
     return QuantizedAutoencoder(encoder, quantizer, decoder, norm=None, target="pixels")
 
