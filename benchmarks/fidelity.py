@@ -11,6 +11,8 @@ The Fréchet distance itself is torch-fidelity's (``fid_features_to_statistics``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from typing import Any
 
@@ -119,11 +121,12 @@ def inception_space(reference: Tensor, weights_path: str | os.PathLike[str] | No
     if weights_path is not None and not os.path.isfile(weights_path):
         return None, f"Inception rFID not available: weights file {weights_path} not found"
     try:
-        ext = FeatureExtractorInceptionV3(
-            INCEPTION_EXTRACTOR,
-            ["2048"],
-            feature_extractor_weights_path=None if weights_path is None else str(weights_path),
-        )
+        with contextlib.redirect_stderr(io.StringIO()):  # torch.hub's "Downloading ..." line
+            ext = FeatureExtractorInceptionV3(
+                INCEPTION_EXTRACTOR,
+                ["2048"],
+                feature_extractor_weights_path=None if weights_path is None else str(weights_path),
+            )
     except Exception as exc:  # no network, or a bad file: the run carries on without it
         return None, f"Inception rFID not available: could not load Inception weights ({type(exc).__name__}: {str(exc)[:120]})"
     return FeatureSpace("inception", ext, "2048", reference, batch_size=100), "Inception rFID available"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -142,6 +143,16 @@ def write_reports(out: str | Path) -> None:
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False))
 
 
+def _steps_run(manifest: dict) -> list[int] | str:
+    """The optimizer steps each layer actually took (profiles ask for at least N steps and
+    train whole epochs)."""
+    try:
+        per_epoch = max(1, int(manifest["train_size"]) // int(manifest["batch_size"]))
+        return [math.ceil(s / per_epoch) * per_epoch for s in manifest["steps"]]
+    except (KeyError, TypeError, ValueError):
+        return "?"
+
+
 def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) -> None:
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()] if (out / "runs.jsonl").exists() else []
     last = runs[-1] if runs else {}
@@ -153,7 +164,8 @@ def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) 
         f"# Results: {manifest.get('dataset', '?')}, profile `{manifest.get('profile', '?')}`",
         "",
         f"- Command: `{last.get('command', '?')}`" + (f" ({len(runs)} invocations; resumed runs append)" if len(runs) > 1 else ""),
-        f"- Profile: `{manifest.get('profile')}`, steps per layer {manifest.get('steps')}, batch {manifest.get('batch_size')}, seeds {last.get('seeds', '?')}",
+        f"- Profile: `{manifest.get('profile')}`: at least {manifest.get('steps')} steps per layer, run as whole epochs: "
+        f"{_steps_run(manifest)} optimizer steps per layer at batch {manifest.get('batch_size')}; seeds {last.get('seeds', '?')}",
         f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
         + f"; evaluated on {manifest.get('eval_size')} test images",
         f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')}; device {last.get('device', '?')}",

@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None, help="torchvision data root (default: $HQA_DATA_ROOT)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
     p.add_argument("--out", default=None, help="output folder (default: results/<dataset>)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel (system, seed) tasks (joblib); default 1")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="parallel (system, seed) tasks (joblib); CPU threads are split between them; default min(2, cores)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
     p.add_argument("--inception-weights", default=None, help="local torch-fidelity Inception-v3 weights file")
     p.add_argument("--no-inception", action="store_true", help="skip Inception rFID (no download attempt)")
@@ -170,6 +171,7 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
             {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
              "feature_space": "", "value": log["seconds"]}
             for log in model.fit_log
+            if "shared_from" not in log  # a shared layer 1 is timed once, where it was trained
         ]
         rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
         store.write_rows(store.cell_path(name, seed), rows)
@@ -245,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         store.write_rows(nc_path, rows)
 
-    tasks = [(g, s) for s in range(seeds) for g in share_groups(names, args.dataset)]
+    # Longest tasks first (the VQ-VAE family trains 5 full-resolution models), so the
+    # workers finish together.
+    groups = sorted(share_groups(names, args.dataset), key=lambda g: (g != ["vqvae"], -len(g)))
+    tasks = [(g, s) for s in range(seeds) for g in groups]
     tasks = [(g, s) for g, s in tasks if not all(store.has_cell(n, s) for n in g)]
     skipped = len(names) * seeds - sum(len(g) for g, _ in tasks)
     if skipped:

@@ -86,6 +86,7 @@ def test_classifier_fid_matches_torch_fidelity_end_to_end(classifier_file: tuple
     theirs = torch_fidelity.calculate_metrics(
         input1=Images(real), input2=Images(fake), fid=True, cuda=False, verbose=False, batch_size=7,
         feature_extractor=CLASSIFIER_EXTRACTOR, feature_extractor_weights_path=str(path), cache=False,
+        save_cpu_ram=True,  # no DataLoader worker processes
     )["frechet_inception_distance"]
     assert ours == pytest.approx(theirs, rel=1e-4)
     assert ours > 0

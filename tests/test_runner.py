@@ -1,0 +1,85 @@
+"""The sweep runner's command line: clear errors, resumption, reports from rows."""
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import report, run
+
+from conftest import SHARED_MNIST
+
+needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="offline MNIST not beside the checkout")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--systems", "hqa,foo"], "unknown system"),
+        (["--dataset", "cifar"], "unknown dataset"),
+        (["--profile", "huge"], "unknown profile"),
+        (["--seeds", "0"], "--seeds must be >= 1"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert run.main([*argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
+
+
+def test_missing_data_root_exits_2(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    assert run.main(["--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "MNIST not found under" in err and "--data-root" in err
+
+
+def test_report_without_rows_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert report.main([str(tmp_path)]) == 2
+    assert "no result rows" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_smoke_sweep_resumes_and_refuses_other_profiles(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HQA_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    argv = ["--profile", "smoke", "--systems", "hams,hams-mse", "--seeds", "1", "--jobs", "1",
+            "--data-root", str(SHARED_MNIST), "--out", str(out), "--no-inception"]
+    assert run.main(argv) == 0
+    rows = pd.read_csv(out / "rows" / "hams-mse-seed0.csv", keep_default_na=False)
+    assert set(rows["layer"]) == {0, 1, 2, 3, 4, 5}
+    assert set(rows[rows["layer"] == 5]["bits"]) == {8}
+    assert (rows["profile"] == "smoke").all() and (rows["train_size"] == 512).all()
+    assert {"classifier"} == set(rows[rows["metric"] == "rfid"]["feature_space"])
+    for name in ("table3.md", "table3.csv", "figure3.png", "README.md", "rates.md"):
+        assert (out / name).stat().st_size > 0
+    table = pd.read_csv(out / "table3.csv")
+    assert list(table["System"]) == ["No compression", "HAMs", "HAMs + MSE"]
+    # hams-mse adopted hams' layer 1 (the same training problem): identical layer-1 rows
+    hams = pd.read_csv(out / "rows" / "hams-seed0.csv", keep_default_na=False)
+    l1 = lambda r: r[(r["layer"] == 1) & (r["metric"] == "mse")]["value"].item()  # noqa: E731
+    assert l1(hams) == l1(rows)
+
+    # Started again: nothing is retrained or rewritten.
+    model = out / "models" / "hams-seed0.pt"
+    stamp = model.stat().st_mtime_ns, (out / "rows" / "hams-seed0.csv").stat().st_mtime_ns
+    assert run.main(argv) == 0
+    assert (model.stat().st_mtime_ns, (out / "rows" / "hams-seed0.csv").stat().st_mtime_ns) == stamp
+    assert "2 finished (system, seed) cells" in capsys.readouterr().err
+
+    # A corrupt model of an unfinished cell is reported and retrained.
+    (out / "rows" / "hams-seed0.csv").unlink()
+    model.write_bytes(b"garbage")
+    assert run.main(argv) == 0
+    assert "retraining hams seed 0" in capsys.readouterr().err
+    assert (out / "rows" / "hams-seed0.csv").exists()
+
+    # Another profile into the same folder is refused, not mixed.
+    assert run.main([*argv[:1], "quick", *argv[2:]]) == 2
+    assert "holds rows of another run" in capsys.readouterr().err
+
+    # Reports regenerate from rows alone.
+    os.remove(out / "table3.md")
+    assert report.main([str(out)]) == 0 and (out / "table3.md").exists()
