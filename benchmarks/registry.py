@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from baselines.hams import hams_config
+from baselines.kmeans import KMeansVQ
 from baselines.vqvae import VQVAE, vqvae_config
 from hqa import HQA, HQAConfig
 from hqa.system import CompressionSystem
@@ -68,3 +69,4 @@ register("hams", "HAMs")(_hierarchy("hams"))
 register("hams-gs", "HAMs + GS")(_hierarchy("hams-gs"))
 register("hams-mse", "HAMs + MSE")(_hierarchy("hams-mse"))
 register("hams-gs-mse", "HAMs + GS + MSE")(_hierarchy("hams-gs-mse"))
+register("kmeans", "k-means VQ (classical)")(lambda dataset: KMeansVQ(HQAConfig.preset(dataset)))

@@ -82,6 +82,10 @@ class CompressionSystem(nn.Module):
         """Images [B, C, H, W] from quantized latents [B, D, h, w] of ``layer``."""
         raise NotImplementedError
 
+    def _latent_dim(self, layer: int) -> int:
+        """D, the channels of ``layer``'s continuous latents (the code dimension by default)."""
+        return self.config.code_dim
+
     def _fit_layer(self, k: int, images: Tensor, epochs: int, batch_size: int, seed: int, device: torch.device, progress: bool) -> dict[str, Any]:
         """Train layer k; return its log (steps, diagnostics)."""
         raise NotImplementedError
@@ -144,7 +148,7 @@ class CompressionSystem(nn.Module):
     def decode_continuous(self, z: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:
         """Quantize a z_e of ``layer`` (e.g. an interpolation) and decode: [B, D, h, w] -> images."""
         check_layer(layer, self.num_layers)
-        check_continuous(z, self.config.code_dim, self.config.latent_size(layer))
+        check_continuous(z, self._latent_dim(layer), self.config.latent_size(layer))
         quantizer = self._quantizer(layer)
         codes = quantizer.quantize(z.to(self.device), generator)
         return self._decode_from(quantizer.lookup(codes), layer, generator)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines import SWITCHES, VQVAE
+from baselines import SWITCHES, VQVAE, KMeansVQ
 from benchmarks.registry import SYSTEMS, build_system, parse_systems
 from hqa import HQA, HQAConfig, count_parameters
 
@@ -22,8 +22,9 @@ def fitted() -> dict[str, object]:
 
 
 def test_registry_names_and_classes() -> None:
-    assert list(SYSTEMS) == ["hqa", "vqvae", "hams", "hams-gs", "hams-mse", "hams-gs-mse"]
+    assert list(SYSTEMS) == ["hqa", "vqvae", "hams", "hams-gs", "hams-mse", "hams-gs-mse", "kmeans"]
     assert type(build_system("vqvae")) is VQVAE
+    assert type(build_system("kmeans")) is KMeansVQ
     for name in SWITCHES:
         model = build_system(name)
         assert type(model) is HQA
@@ -53,7 +54,7 @@ def test_every_system_answers_the_interface(fitted: dict, name: str, tmp_path: P
         assert model.decode(codes, layer, g).shape == x.shape
         assert model.reconstruct(x, layer, g).shape == x.shape
         z = model.encode_continuous(x, layer)
-        assert z.shape == (3, 64, size, size)
+        assert z.shape == (3, model._latent_dim(layer), size, size)
         assert model.decode_continuous(z, layer, g).shape == x.shape
     path = tmp_path / f"{name}.pt"
     model.save(path)
@@ -63,7 +64,7 @@ def test_every_system_answers_the_interface(fitted: dict, name: str, tmp_path: P
     assert torch.equal(loaded.encode(x, 5), model.encode(x, 5))
 
 
-@pytest.mark.parametrize("name", ["hams", "hams-mse", "vqvae"])
+@pytest.mark.parametrize("name", ["hams", "hams-mse", "vqvae", "kmeans"])
 def test_deterministic_systems_ignore_the_generator(fitted: dict, name: str) -> None:
     from conftest import blobs
 
@@ -111,3 +112,22 @@ def test_vqvae_checkpoint_is_not_an_hqa(fitted: dict, tmp_path: Path) -> None:
         HQA.load(tmp_path / "v.pt")
     with pytest.raises(ValueError, match="another config"):
         VQVAE.load(tmp_path / "v.pt", expect_config=HQAConfig.mnist())
+
+
+def test_kmeans_reconstructs_k_distinct_images_exactly(tiny_config: HQAConfig, tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    distinct = torch.rand(tiny_config.codebook_size, 1, 8, 8, generator=g)
+    images = distinct.repeat(4, 1, 1, 1)
+    model = KMeansVQ(tiny_config).fit(images, epochs=1, seed=0, progress=False)
+    top = tiny_config.num_layers
+    assert model.rates == [48, 12, 3]
+    torch.testing.assert_close(model.reconstruct(distinct, top), distinct)  # 1x1: one code per image
+    assert model.encode(distinct, top).unique().numel() == tiny_config.codebook_size
+    again = KMeansVQ(tiny_config).fit(images, epochs=1, seed=0, progress=False)
+    assert torch.equal(again.codebooks[0].codebook, model.codebooks[0].codebook)  # seeded
+    model.save(tmp_path / "k.pt")
+    loaded = KMeansVQ.load(tmp_path / "k.pt")
+    assert torch.equal(loaded.encode(distinct, 2), model.encode(distinct, 2))
+    z = model.encode_continuous(distinct[:2], top)
+    mid = model.decode_continuous((z[:1] + z[1:]) / 2, top)  # an interpolation snaps to a centroid
+    assert any(torch.allclose(mid[0], d, atol=1e-5) for d in distinct)
