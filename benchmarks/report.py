@@ -106,12 +106,18 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
 
     for ax, (metric, space, title) in zip(axes, panels):
         sel = data[(data["metric"] == metric) & (data["feature_space"] == space)]
-        sns.lineplot(data=sel, x="bits", y="value", hue="System", hue_order=order, marker="o", errorbar=interval, ax=ax, legend=ax is axes[0])
+        sns.lineplot(data=sel, x="bits", y="value", hue="System", hue_order=order, marker="o", errorbar=interval, ax=ax, legend=ax is axes[-1])
         ax.set_xscale("log", base=2)
+        # Every metric is >= 0; with few seeds a t-interval can be far wider than the spread
+        # of the means, so the axis follows the means and the bands are clipped by it.
+        top = sel.groupby(["System", "bits"])["value"].mean().max()
+        ax.set_ylim(0, 1.3 * top if top > 0 else 1)
         ax.set_xlabel("rate (bits per image)")
         ax.set_ylabel(title)
         ax.set_title(title)
-    fig.suptitle("Rate against distortion, rFID and classification error (mean, 95% t-interval over seeds)")
+    n = data.groupby("system")["seed"].nunique().min()
+    fig.suptitle(f"Rate against distortion, rFID and classification error (mean over {n}+ seeds; bands: 95% t-interval, clipped to the axes)")
+    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -169,7 +175,8 @@ def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) 
         f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
         + f"; evaluated on {manifest.get('eval_size')} test images",
         f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')}; device {last.get('device', '?')}",
-        f"- Wall time of the last invocation: {last.get('wall_seconds', 0) / 60:.1f} min",
+        f"- Wall time of the last invocation: {last.get('wall_seconds', 0) / 60:.1f} min"
+        + (f" ({last['note']})" if last.get("note") else ""),
         f"- Code version: `{manifest.get('code_version')}`",
         f"- {last.get('inception', '')}. rFID columns name their feature space; the paper's rFID is Inception-v3, so only the ordering, not the values, compares with ours when Inception is absent.",
         "",

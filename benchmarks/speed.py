@@ -105,6 +105,8 @@ def run(batch_size: int, steps: int, threads: int) -> list[dict]:
         rows.append({"what": f"HQA layer {k} eval (encode + stochastic decode)", "fast": len(x) / t, "reference": float("nan")})
     for name in SYSTEMS:
         model = build_system(name)
+        if not hasattr(model, "models") and not hasattr(model, "layers"):
+            continue  # not trained by gradient steps (k-means)
         unit = model.models[0] if hasattr(model, "models") else model.layers[0]
         x1 = torch.rand(batch_size, 1, 32, 32, generator=torch.Generator().manual_seed(0))
         t = _time(train_step_fn(unit, model.config, x1, x1), steps)
