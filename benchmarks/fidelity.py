@@ -103,7 +103,8 @@ class FeatureSpace:
 
     def fid(self, images: Tensor) -> float:
         stats = fid_features_to_statistics(self.features(images))
-        return float(fid_statistics_to_metric(self.reference_stats, stats, verbose=False)[KEY_METRIC_FID])
+        fid = float(fid_statistics_to_metric(self.reference_stats, stats, verbose=False)[KEY_METRIC_FID])
+        return max(fid, 0.0)  # a distance: tiny negatives are eigenvalue round-off (identical sets)
 
 
 def classifier_space(classifier_path: str | os.PathLike[str], reference: Tensor) -> FeatureSpace:

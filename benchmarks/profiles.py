@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
 
 @dataclass(frozen=True)
@@ -32,11 +32,18 @@ class Profile:
 
     def epochs(self, n_train: int) -> list[int]:
         """Epochs per layer giving at least ``steps`` full batches of ``n_train`` images."""
-        per_epoch = max(1, n_train // self.batch_size)
-        return [max(1, math.ceil(s / per_epoch)) for s in self.steps]
+        return whole_epochs(self.steps, n_train, self.batch_size)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def whole_epochs(steps: Sequence[int], n_train: int, batch_size: int) -> tuple[list[int], list[int]]:
+    """(epochs, steps actually taken) per layer when at least ``steps`` full batches of
+    ``n_train`` images are run as whole epochs."""
+    per_epoch = max(1, n_train // batch_size)
+    epochs = [max(1, math.ceil(s / per_epoch)) for s in steps]
+    return epochs, [e * per_epoch for e in epochs]
 
 
 PROFILES: dict[str, Profile] = {

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +23,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_interval  # noqa: E402
+from .profiles import whole_epochs  # noqa: E402
 from .registry import LABELS  # noqa: E402
 from .store import ResultStore  # noqa: E402
 
@@ -153,8 +153,7 @@ def _steps_run(manifest: dict) -> list[int] | str:
     """The optimizer steps each layer actually took (profiles ask for at least N steps and
     train whole epochs)."""
     try:
-        per_epoch = max(1, int(manifest["train_size"]) // int(manifest["batch_size"]))
-        return [math.ceil(s / per_epoch) * per_epoch for s in manifest["steps"]]
+        return whole_epochs(manifest["steps"], int(manifest["train_size"]), int(manifest["batch_size"]))[1]
     except (KeyError, TypeError, ValueError):
         return "?"
 

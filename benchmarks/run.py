@@ -29,7 +29,7 @@ from hqa.system import CompressionSystem, resolve_device
 
 from .classifier import Classifier, load_or_train_classifier
 from .fidelity import FeatureSpace, classifier_space, inception_space
-from .metrics import evaluate_system, no_compression
+from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
 from .registry import DATASETS, SYSTEMS, build_system, parse_systems
 from .store import ResultStore, code_version
@@ -163,10 +163,7 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
         measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, classifier, spaces, seed)
         eval_seconds = time.perf_counter() - start
         base = {"system": name, "seed": seed, **_row_context(ctx)}
-        rows = [
-            {**base, "layer": m.layer, "bits": m.bits, "metric": m.metric, "feature_space": m.feature_space, "value": m.value}
-            for m in measurements
-        ]
+        rows = _measurement_rows(base, measurements)
         rows += [
             {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
              "feature_space": "", "value": log["seconds"]}
@@ -176,6 +173,14 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
         rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
         store.write_rows(store.cell_path(name, seed), rows)
     return todo
+
+
+def _measurement_rows(base: dict[str, Any], measurements: list[Measurement]) -> list[dict[str, Any]]:
+    """Tidy rows: ``base`` (system, seed, run context) plus one measurement each."""
+    return [
+        {**base, "layer": m.layer, "bits": m.bits, "metric": m.metric, "feature_space": m.feature_space, "value": m.value}
+        for m in measurements
+    ]
 
 
 def _row_context(ctx: Context) -> dict[str, Any]:
@@ -241,11 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
         base = {"system": "none", "seed": 0, **_row_context(ctx)}
-        rows = [
-            {**base, "layer": m.layer, "bits": m.bits, "metric": m.metric, "feature_space": m.feature_space, "value": m.value}
-            for m in no_compression(test.images, test.labels, classifier, _spaces(ctx))
-        ]
-        store.write_rows(nc_path, rows)
+        store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, classifier, _spaces(ctx))))
 
     # Longest tasks first (the VQ-VAE family trains 5 full-resolution models), so the
     # workers finish together.
