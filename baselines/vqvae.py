@@ -65,6 +65,7 @@ class VQVAE(CompressionSystem):
     """``num_layers`` independent VQ-VAEs, model k transmitting ``rates[k-1]`` bits."""
 
     kind = "VQVAE"
+    independent_rates = True
 
     def __init__(self, config: HQAConfig, seed: int = 0) -> None:
         super().__init__(config)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import torch
 from torch import Tensor
 
 from hqa.system import CompressionSystem
 
-from .classifier import Classifier
 from .fidelity import FeatureSpace
 
 MSE = "mse"  # per-pixel squared error in [0, 1], mean over images and pixels
@@ -42,14 +43,9 @@ def mse(x: Tensor, x_hat: Tensor) -> float:
     return float(((x.double() - x_hat.double()) ** 2).mean())
 
 
-def classification_error(classifier: Classifier, images: Tensor, labels: Tensor, batch_size: int = 1000) -> float:
-    """Percentage of ``images`` whose predicted class differs from ``labels``."""
-    wrong = 0
-    with torch.inference_mode():
-        for i in range(0, len(images), batch_size):
-            pred = classifier(images[i : i + batch_size]).argmax(dim=1)
-            wrong += int((pred != labels[i : i + batch_size]).sum())
-    return 100.0 * wrong / len(images)
+def classification_error(logits: Tensor, labels: Tensor) -> float:
+    """Percentage of rows of ``logits`` [N, classes] whose argmax differs from ``labels`` [N]."""
+    return 100.0 * float((logits.argmax(dim=1) != labels).double().mean())
 
 
 def effective_bits(codes: Tensor, codebook_size: int) -> float:
@@ -62,12 +58,13 @@ def effective_bits(codes: Tensor, codebook_size: int) -> float:
 
 @torch.inference_mode()
 def reconstruct_all(
-    system: CompressionSystem, images: Tensor, layer: int, seed: int, batch_size: int = 500
+    system: CompressionSystem, images: Tensor, layer: int, seed: int, batch_size: int = 100
 ) -> tuple[Tensor, Tensor]:
     """(reconstructions [N, C, H, W], codes [N, h, w]) of ``images`` at ``layer``.
 
     Stochastic systems sample at encode and decode time (the paper's test-time behaviour)
-    from a generator seeded by (seed, layer), so the evaluation is repeatable.
+    from a generator seeded by (seed, layer), so the evaluation is repeatable. Batches of
+    ~100 keep a CPU's caches warm (1.5x faster than 500).
     """
     gen = torch.Generator(device=system.device).manual_seed(10_000 * seed + layer)
     recons, codes = [], []
@@ -78,36 +75,49 @@ def reconstruct_all(
     return torch.cat(recons), torch.cat(codes)
 
 
+def image_metrics(
+    images: Tensor, labels: Tensor, spaces: list[FeatureSpace], row: Callable[..., Measurement]
+) -> list[Measurement]:
+    """rFID of ``images`` in every space, and the classification error from the first space
+    that gives class logits (the classifier's: one forward pass serves both)."""
+    out: list[Measurement] = []
+    error_done = False
+    for space in spaces:
+        features, *rest = space.outputs(images)
+        out.append(row(RFID, space.fid_of_features(features), space.name))
+        if space.provides_logits and not error_done:
+            out.append(row(CLASS_ERROR, classification_error(rest[0], labels)))
+            error_done = True
+    return out
+
+
 def evaluate_system(
-    system: CompressionSystem,
-    images: Tensor,
-    labels: Tensor,
-    classifier: Classifier,
-    spaces: list[FeatureSpace],
-    seed: int,
+    system: CompressionSystem, images: Tensor, labels: Tensor, spaces: list[FeatureSpace], seed: int
 ) -> list[Measurement]:
     """Every metric at every layer of ``system`` on ``images`` (the evaluation split)."""
     out: list[Measurement] = []
     k_size = system.config.codebook_size
     for layer, bits in enumerate(system.rates, start=1):
         x_hat, codes = reconstruct_all(system, images, layer, seed)
-        row = lambda metric, value, space="": Measurement(layer, bits, metric, value, space)  # noqa: E731
+        row = partial(_measurement, layer, bits)
         out += [
             row(MSE, mse(images, x_hat)),
-            row(CLASS_ERROR, classification_error(classifier, x_hat, labels)),
             row(EFFECTIVE_BITS, effective_bits(codes, k_size)),
             row(NOMINAL_BITS, float(bits)),
             row(CODES_USED, float(codes.unique().numel())),
         ]
-        out += [row(RFID, space.fid(x_hat), space.name) for space in spaces]
+        out += image_metrics(x_hat, labels, spaces, row)
     return out
 
 
-def no_compression(images: Tensor, labels: Tensor, classifier: Classifier, spaces: list[FeatureSpace]) -> list[Measurement]:
+def no_compression(images: Tensor, labels: Tensor, spaces: list[FeatureSpace]) -> list[Measurement]:
     """The "No Compression" row: the test images against themselves."""
-    out = [Measurement(0, 0, MSE, 0.0), Measurement(0, 0, CLASS_ERROR, classification_error(classifier, images, labels))]
-    out += [Measurement(0, 0, RFID, space.fid(images), space.name) for space in spaces]
-    return out
+    row = partial(_measurement, 0, 0)
+    return [row(MSE, 0.0)] + image_metrics(images, labels, spaces, row)
+
+
+def _measurement(layer: int, bits: int, metric: str, value: float, feature_space: str = "") -> Measurement:
+    return Measurement(layer, bits, metric, value, feature_space)
 
 
 def t_interval(values: list[float] | Tensor, confidence: float = 0.95) -> tuple[float, float, float]:

@@ -149,11 +149,15 @@ def write_reports(out: str | Path) -> None:
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False))
 
 
-def _steps_run(manifest: dict) -> list[int] | str:
+def _steps_run(manifest: dict) -> str:
     """The optimizer steps each layer actually took (profiles ask for at least N steps and
-    train whole epochs)."""
+    train whole epochs), and those of each independent model (VQ-VAE) when budgeted apart."""
     try:
-        return whole_epochs(manifest["steps"], int(manifest["train_size"]), int(manifest["batch_size"]))[1]
+        n, batch = int(manifest["train_size"]), int(manifest["batch_size"])
+        text = f"{whole_epochs(manifest['steps'], n, batch)[1]} optimizer steps per layer at batch {batch}"
+        if manifest.get("independent_steps"):
+            text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, batch)[1][0]} steps"
+        return text
     except (KeyError, TypeError, ValueError):
         return "?"
 
@@ -170,7 +174,7 @@ def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) 
         "",
         f"- Command: `{last.get('command', '?')}`" + (f" ({len(runs)} invocations; resumed runs append)" if len(runs) > 1 else ""),
         f"- Profile: `{manifest.get('profile')}`: at least {manifest.get('steps')} steps per layer, run as whole epochs: "
-        f"{_steps_run(manifest)} optimizer steps per layer at batch {manifest.get('batch_size')}; seeds {last.get('seeds', '?')}",
+        f"{_steps_run(manifest)}; seeds {last.get('seeds', '?')}",
         f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
         + f"; evaluated on {manifest.get('eval_size')} test images",
         f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')}; device {last.get('device', '?')}",

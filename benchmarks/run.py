@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from hqa.data import DataNotFoundError, ImageSet, load_mnist
 from hqa.system import CompressionSystem, resolve_device
 
-from .classifier import Classifier, load_or_train_classifier
+from .classifier import load_or_train_classifier
 from .fidelity import FeatureSpace, classifier_space, inception_space
 from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
@@ -48,10 +48,11 @@ class Context:
     test: ImageSet
     classifier_path: str
     inception_weights: str | None
-    use_inception: bool
+    reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
     device: str
     threads: int
     progress: bool
+    compile: bool
     manifest: dict[str, Any]
 
 
@@ -73,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights", default=None, help="local torch-fidelity Inception-v3 weights file")
     p.add_argument("--no-inception", action="store_true", help="skip Inception rFID (no download attempt)")
     p.add_argument("--cache-dir", default=None, help="where the classifier is cached (default: $HQA_CACHE_DIR or ~/.cache/hqa-suite)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the quantizer's training pass (fused kernels; ~15 s to compile per layer)")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
     return p
 
@@ -132,17 +135,20 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
                 if other.trained_layers >= 1:
                     model.adopt_bottom(other)
                     break
-    epochs = ctx.profile.epochs(len(ctx.train))
+    epochs = ctx.profile.epochs(len(ctx.train), independent=model.independent_rates)
     for k in range(model.trained_layers + 1, model.num_layers + 1):
-        model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress)
+        model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress,
+                  compile=ctx.compile)
         model.save(store.model_path(name, seed))
     return model
 
 
 def _spaces(ctx: Context) -> list[FeatureSpace]:
-    spaces = [classifier_space(ctx.classifier_path, ctx.test.images)]
-    if ctx.use_inception:
-        space, _ = inception_space(ctx.test.images, ctx.inception_weights)
+    """The feature spaces of this run, with the test images' statistics computed once in the
+    main process (a worker loads each extractor once per task, never re-featurises the test set)."""
+    spaces = [classifier_space(ctx.classifier_path, reference_stats=ctx.reference_stats["classifier"])]
+    if "inception" in ctx.reference_stats:
+        space, _ = inception_space(None, ctx.inception_weights, reference_stats=ctx.reference_stats["inception"])
         if space is not None:
             spaces.append(space)
     return spaces
@@ -155,12 +161,11 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
     todo = [n for n in group if not store.has_cell(n, seed)]
     if not todo:
         return []
-    classifier = Classifier.load(ctx.classifier_path)
     spaces = _spaces(ctx)
     for name in todo:
         model = _fit_cell(name, seed, group, ctx, store)
         start = time.perf_counter()
-        measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, classifier, spaces, seed)
+        measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed)
         eval_seconds = time.perf_counter() - start
         base = {"system": name, "seed": seed, **_row_context(ctx)}
         rows = _measurement_rows(base, measurements)
@@ -185,7 +190,8 @@ def _measurement_rows(base: dict[str, Any], measurements: list[Measurement]) -> 
 
 def _row_context(ctx: Context) -> dict[str, Any]:
     m = ctx.manifest
-    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"], "code_version": m["code_version"]}
+    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"], "eval_size": m["eval_size"],
+            "code_version": m["code_version"]}
 
 
 def machine_description() -> str:
@@ -222,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "eval_size": len(test),
         "code_version": code_version(),
         "steps": list(profile.steps),
+        "independent_steps": profile.independent_steps,
         "batch_size": profile.batch_size,
     }
     store = ResultStore(out)
@@ -232,21 +239,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
-    classifier, classifier_path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=args.cache_dir)
-    use_inception = not args.no_inception
+    _, classifier_path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=args.cache_dir)
+    spaces = [classifier_space(classifier_path, test.images)]
     inception_note = "Inception rFID not requested (--no-inception)"
-    if use_inception:
-        space, inception_note = inception_space(test.images[:2], args.inception_weights)
-        use_inception = space is not None
+    if not args.no_inception:
+        space, inception_note = inception_space(test.images, args.inception_weights)
+        spaces += [space] if space is not None else []
         print(inception_note, file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if device == "cpu" else 1
     ctx = Context(str(out), args.dataset, profile, train, test, str(classifier_path), args.inception_weights,
-                  use_inception, device, threads, args.jobs == 1, manifest)
+                  {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, args.compile, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
         base = {"system": "none", "seed": 0, **_row_context(ctx)}
-        store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, classifier, _spaces(ctx))))
+        store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
 
     # Longest tasks first (the VQ-VAE family trains 5 full-resolution models), so the
     # workers finish together.

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from .config import HQAConfig
 from .layer import QuantizedAutoencoder, hqa_layer
-from .quantize import Quantizer, gumbel_noise
+from .quantize import Quantizer, categorical_sample
 from .system import CompressionSystem
 
 
@@ -61,8 +61,10 @@ class HQA(CompressionSystem):
             if lay.target == "ce":  # logits over the lower codes (HAMs)
                 scores = out.permute(0, 2, 3, 1)
                 if lower.quantizer.stochastic and generator is not None:
-                    scores = scores + gumbel_noise(tuple(scores.shape), scores, generator)
-                codes = scores.argmax(dim=-1)
+                    flat = scores.reshape(-1, scores.shape[-1])
+                    codes = categorical_sample(flat, generator).view(scores.shape[:-1])
+                else:
+                    codes = scores.argmax(dim=-1)
             else:  # an estimate of the lower z_e (Section 5.2.2)
                 codes = lower.quantizer.quantize(lay.norm.inverse(out), generator)
             z_q = lower.quantizer.lookup(codes)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch_fidelity
 
-from benchmarks.classifier import Classifier, predict, train_classifier
+from benchmarks.classifier import train_classifier
 from benchmarks.fidelity import (
     CLASSIFIER_EXTRACTOR,
     FeatureSpace,
@@ -17,7 +17,7 @@ from benchmarks.fidelity import (
     inception_space,
     to_uint8,
 )
-from benchmarks.metrics import classification_error, effective_bits, mse, t_interval
+from benchmarks.metrics import CLASS_ERROR, RFID, classification_error, effective_bits, mse, no_compression, t_interval
 from hqa.data import ImageSet
 
 
@@ -58,13 +58,20 @@ def classifier_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Ima
     return path, data
 
 
-def test_classifier_learns_and_errors_are_counted(classifier_file: tuple[Path, ImageSet]) -> None:
+def test_classification_error_hand_computed() -> None:
+    logits = torch.tensor([[2.0, 1.0], [0.0, 3.0], [1.0, 0.0], [0.0, 1.0]])
+    assert classification_error(logits, torch.tensor([0, 1, 1, 1])) == 25.0
+
+
+def test_classifier_learns_and_one_pass_gives_error_and_fid(classifier_file: tuple[Path, ImageSet]) -> None:
     path, data = classifier_file
-    model = Classifier.load(path)
-    assert classification_error(model, data.images, data.labels) == 0.0
-    assert classification_error(model, data.images, 1 - data.labels) == 100.0
-    logits, feats = predict(model, data.images)
-    assert logits.shape == (40, 2) and feats.shape == (40, 128)
+    space = classifier_space(path, data.images)
+    feats, logits = space.outputs(data.images)
+    assert feats.shape == (40, 128) and logits.shape == (40, 2)
+    rows = {m.metric: m.value for m in no_compression(data.images, data.labels, [space])}
+    assert rows[CLASS_ERROR] == 0.0 and rows[RFID] == pytest.approx(0.0, abs=1e-3)
+    flipped = {m.metric: m.value for m in no_compression(data.images, 1 - data.labels, [space])}
+    assert flipped[CLASS_ERROR] == 100.0
 
 
 def test_classifier_fid_matches_torch_fidelity_end_to_end(classifier_file: tuple[Path, ImageSet]) -> None:
@@ -96,7 +103,7 @@ def test_classifier_fid_matches_torch_fidelity_end_to_end(classifier_file: tuple
 def test_fid_is_batch_size_independent(classifier_file: tuple[Path, ImageSet]) -> None:
     path, data = classifier_file
     space = classifier_space(path, data.images[:20])
-    small = FeatureSpace("classifier", space.extractor, "penultimate", data.images[:20], batch_size=3)
+    small = FeatureSpace("classifier", space.extractor, data.images[:20], batch_size=3)
     fake = data.images[20:].flip(-1) * 0.7
     assert small.fid(fake) == pytest.approx(space.fid(fake), rel=1e-4)  # float32 convs differ by batch only in rounding
 

@@ -5,13 +5,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from hqa import quantize
 from hqa.quantize import (
     Quantizer,
-    fused_gumbel_terms,
+    categorical_sample,
     gumbel_noise,
+    gumbel_terms,
     posterior_log_probs,
     probabilistic_terms,
-    reference_gumbel_terms,
     squared_distances,
     vq_loss,
 )
@@ -47,19 +48,72 @@ def test_vq_loss_hand_computed() -> None:
     assert vq_loss(z, e, beta=0.25).item() == pytest.approx((1 + 4) / 2 * 1.25)
 
 
-def test_fused_equals_reference_values_and_gradients() -> None:
+def _terms_and_grads(fn, dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
-    z = torch.randn(40, 6, generator=g, dtype=torch.float64, requires_grad=True)
-    e = torch.randn(9, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(40, 6, generator=g, dtype=dtype, requires_grad=True)
+    e = torch.randn(9, 6, generator=g, dtype=dtype, requires_grad=True)
     noise = gumbel_noise((40, 9), z, torch.Generator().manual_seed(1))
-    weights = [torch.randn(40, 6, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64)]
-    results = []
-    for fn in (fused_gumbel_terms, reference_gumbel_terms):
-        z_q, idx, kl, commit = fn(z, e, noise, 0.5)
-        loss = (z_q * weights[0]).sum() + (kl * weights[1]).sum() + (commit * weights[2]).sum()
-        results.append((z_q, idx, kl, commit, *torch.autograd.grad(loss, (z, e))))
-    for a, b in zip(*results):
+    w = [torch.randn(40, 6, generator=g, dtype=dtype), torch.randn(40, generator=g, dtype=dtype), torch.randn(40, generator=g, dtype=dtype)]
+    z_q, idx, kl, commit = fn(z, e, noise, 0.5, True)
+    loss = (z_q * w[0]).sum() + (kl * w[1]).sum() + (commit * w[2]).sum()
+    return (z_q, idx, kl, commit, *torch.autograd.grad(loss, (z, e)))
+
+
+def test_gumbel_terms_equal_torch_distributions() -> None:
+    """The one-pass terms give the same sample, KL and commitment as the straightforward
+    torch.distributions formulation, for the same noise."""
+    g = torch.Generator().manual_seed(0)
+    z, e = torch.randn(30, 4, generator=g), torch.randn(8, 4, generator=g)
+    torch.manual_seed(5)
+    noise = gumbel_noise((30, 8), z, None)
+    z_q, idx, kl, commit = gumbel_terms(z, e, noise, 0.7)
+    dist = torch.cdist(z, e) ** 2
+    torch.manual_seed(5)
+    post = torch.distributions.RelaxedOneHotCategorical(torch.tensor(0.7), logits=-dist)
+    y = post.rsample()
+    torch.testing.assert_close(z_q, y @ e, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(idx, y.argmax(1))
+    uniform = torch.distributions.Categorical(logits=torch.zeros(8))
+    cat = torch.distributions.Categorical(logits=-dist)
+    torch.testing.assert_close(kl, torch.distributions.kl_divergence(cat, uniform), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(commit, (cat.probs * dist).sum(1), atol=1e-4, rtol=1e-4)
+
+
+def test_eq2_variants_skip_eq4_terms() -> None:
+    z, e = torch.randn(5, 3), torch.randn(4, 3)
+    _, _, kl, commit = gumbel_terms(z, e, torch.zeros(5, 4), 0.5, with_terms=False)
+    assert kl is None and commit is None
+
+
+def test_compile_fallback_gives_eager_values(monkeypatch) -> None:
+    """Where torch.compile fails, the quantizer warns once and runs eagerly, same values."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler")
+
+    monkeypatch.setattr(quantize.torch, "compile", broken)
+    compiled = quantize._CompiledTerms()
+    with pytest.warns(UserWarning, match="torch.compile unavailable"):
+        got = _terms_and_grads(compiled)
+    for a, b in zip(got, _terms_and_grads(gumbel_terms)):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.slow
+def test_compiled_terms_equal_eager() -> None:
+    """The torch.compile path (fused kernels) gives the eager values and gradients."""
+    for a, b in zip(_terms_and_grads(quantize._CompiledTerms(), torch.float32), _terms_and_grads(gumbel_terms, torch.float32)):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_categorical_sample_frequencies_and_support() -> None:
+    """Inverse-CDF draws follow softmax(scores) and never pick a code of probability 0."""
+    scores = torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.0]])).expand(20_000, 4)
+    draws = categorical_sample(scores, torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=4).double() / len(draws)
+    torch.testing.assert_close(freq, torch.tensor([0.5, 0.3, 0.2, 0.0], dtype=torch.float64), atol=0.015, rtol=0)
+    again = categorical_sample(scores, torch.Generator().manual_seed(0))
+    assert torch.equal(draws, again)
 
 
 def test_gumbel_noise_matches_torch_distributions() -> None:
