@@ -33,7 +33,7 @@ class KMeansVQ(CompressionSystem):
     def __init__(self, config: HQAConfig, seed: int = 0) -> None:
         super().__init__(config)
         self.codebooks = nn.ModuleList(
-            Quantizer(config.codebook_size, self._latent_dim(k), "nearest", "vq") for k in range(1, config.num_layers + 1)
+            Quantizer(config.codes(k), self._latent_dim(k), "nearest", "vq") for k in range(1, config.num_layers + 1)
         )
         self.requires_grad_(False)
         self.eval()
@@ -68,7 +68,7 @@ class KMeansVQ(CompressionSystem):
         with torch.no_grad():
             z = self._z_e(images.cpu(), k)
         patches = z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]).double().numpy()
-        n_codes = self.config.codebook_size
+        n_codes = self.config.codes(k)
         if len(patches) < n_codes:  # fewer patches than codes: repeat them (duplicates are harmless)
             patches = np.resize(patches, (n_codes, patches.shape[1]))
         if len(patches) <= FULL_KMEANS_MAX:

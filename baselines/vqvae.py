@@ -57,7 +57,7 @@ def single_vqvae(config: HQAConfig, k: int) -> QuantizedAutoencoder:
         if i > 0:  # where HQA re-quantizes to unit-scale codes, re-normalise the signal
             decoder_blocks.append(_chain_norm(config))
     decoder = nn.Sequential(*decoder_blocks)
-    quantizer = Quantizer(config.codebook_size, c, config.quantizer, config.codebook_loss, config.vq_beta)
+    quantizer = Quantizer(config.codes(k), c, config.quantizer, config.codebook_loss, config.vq_beta)
     return QuantizedAutoencoder(encoder, quantizer, decoder, norm=None, target="pixels")
 
 

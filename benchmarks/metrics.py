@@ -96,13 +96,12 @@ def evaluate_system(
 ) -> list[Measurement]:
     """Every metric at every layer of ``system`` on ``images`` (the evaluation split)."""
     out: list[Measurement] = []
-    k_size = system.config.codebook_size
     for layer, bits in enumerate(system.rates, start=1):
         x_hat, codes = reconstruct_all(system, images, layer, seed)
         row = partial(_measurement, layer, bits)
         out += [
             row(MSE, mse(images, x_hat)),
-            row(EFFECTIVE_BITS, effective_bits(codes, k_size)),
+            row(EFFECTIVE_BITS, effective_bits(codes, system.config.codes(layer))),
             row(NOMINAL_BITS, float(bits)),
             row(CODES_USED, float(codes.unique().numel())),
         ]

@@ -22,8 +22,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from hqa.data import DataNotFoundError  # noqa: E402
+
 from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_interval  # noqa: E402
-from .profiles import whole_epochs  # noqa: E402
+from .figures import FigureData, write_figures  # noqa: E402
+from .profiles import get_profile, whole_epochs  # noqa: E402
 from .registry import LABELS  # noqa: E402
 from .store import ResultStore  # noqa: E402
 
@@ -123,8 +126,27 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(out: str | Path) -> None:
-    """Write every table, figure and the README of the sweep in ``out`` from its rows."""
+def figure_data(out: Path, data_root: str | None) -> FigureData:
+    """The evaluation images and cached classifier a sweep in ``out`` used (from its run.json).
+
+    Raises DataNotFoundError / ValueError when the data cannot be found.
+    """
+    from .classifier import load_or_train_classifier
+    from .run import load_dataset, subset
+
+    manifest = ResultStore(out).manifest()
+    profile = get_profile(manifest.get("profile", "quick"))
+    train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False)
+    train = subset(train_full, profile.train_size, seed=0)
+    test = subset(test_full, profile.eval_size, seed=1)
+    classifier, _ = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=None)
+    return FigureData(test.images, test.labels, classifier)
+
+
+def write_reports(out: str | Path, data_root: str | None = None, figures: bool = True) -> None:
+    """Write every table, figure and the README of the sweep in ``out`` from its rows; with
+    ``figures``, also the pictures made from its stored models (:mod:`benchmarks.figures`),
+    which need the test images (``data_root`` or $HQA_DATA_ROOT)."""
     out = Path(out)
     store = ResultStore(out)
     rows = store.rows()
@@ -146,7 +168,13 @@ def write_reports(out: str | Path) -> None:
     rates.to_csv(out / "rates.csv", index=False)
     (out / "rates.md").write_text("Every rate, mean ± 95% Student-t interval over seeds.\n\n" + rates.to_markdown(index=False) + "\n")
     figure3(rows, out / "figure3.png")
-    write_readme(out, rows, manifest, header + table3.to_markdown(index=False))
+    figures_md = None
+    if figures:
+        try:
+            figures_md = write_figures(out, manifest.get("dataset", "mnist"), figure_data(out, data_root))
+        except (DataNotFoundError, ValueError) as exc:
+            print(f"figures from stored models skipped: {exc}", file=sys.stderr)
+    write_readme(out, rows, manifest, header + table3.to_markdown(index=False), figures_md)
 
 
 def _steps_run(manifest: dict) -> str:
@@ -162,7 +190,7 @@ def _steps_run(manifest: dict) -> str:
         return "?"
 
 
-def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) -> None:
+def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str, figures_md: str | None = None) -> None:
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()] if (out / "runs.jsonl").exists() else []
     last = runs[-1] if runs else {}
     train_s = rows[rows["metric"] == "train_seconds"].groupby("system")["value"].sum() / rows[rows["metric"] == "train_seconds"].groupby("system")["seed"].nunique()
@@ -194,15 +222,19 @@ def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str) 
         timing.to_markdown(),
         "",
     ]
+    if figures_md:
+        lines += [figures_md.replace("# Figures", "## Figures", 1).replace("\n## ", "\n### "), ""]
     (out / "README.md").write_text("\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Regenerate tables and figures from stored rows.")
     p.add_argument("out", help="a sweep's output folder (e.g. results/mnist)")
+    p.add_argument("--data-root", default=None, help="test images for the figures from stored models (default: $HQA_DATA_ROOT)")
+    p.add_argument("--no-figures", action="store_true", help="tables and Figure 3 only")
     args = p.parse_args(argv)
     try:
-        write_reports(args.out)
+        write_reports(args.out, args.data_root, figures=not args.no_figures)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

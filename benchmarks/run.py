@@ -190,8 +190,7 @@ def _measurement_rows(base: dict[str, Any], measurements: list[Measurement]) -> 
 
 def _row_context(ctx: Context) -> dict[str, Any]:
     m = ctx.manifest
-    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"], "eval_size": m["eval_size"],
-            "code_version": m["code_version"]}
+    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"], "code_version": m["code_version"]}
 
 
 def machine_description() -> str:
@@ -287,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_report:
         from .report import write_reports
 
-        write_reports(out)
+        write_reports(out, args.data_root)
     print(f"done in {wall / 60:.1f} min; results in {out}", file=sys.stderr)
     return 0
 

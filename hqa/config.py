@@ -33,6 +33,8 @@ class HQAConfig:
     channels: int = 1
     num_layers: int = 5
     codebook_size: int = 256  # K, Section 6.2
+    # Per-layer K, bottom first (e.g. Figure 1's 4 codes then 2); empty: codebook_size everywhere.
+    codebook_sizes: tuple[int, ...] = ()
     code_dim: int = 64  # D, Section 6.2
     # Widths chosen so the 5-layer MNIST stack has ~1.0M parameters (Section 6.2: "~1M").
     enc_widths: tuple[int, ...] = (16, 32, 32, 48, 48)
@@ -88,9 +90,11 @@ class HQAConfig:
         total = math.prod(self.layer_strides)
         if self.image_size % total:
             raise ValueError(f"HQAConfig.image_size={self.image_size} is not divisible by {total}")
-        if self.codebook_size < 2 or self.codebook_size & (self.codebook_size - 1):
-            # a fixed-rate code needs an integer number of bits per position
-            raise ValueError(f"HQAConfig.codebook_size must be a power of 2, got {self.codebook_size}")
+        if self.codebook_sizes and len(self.codebook_sizes) != self.num_layers:
+            raise ValueError(f"HQAConfig.codebook_sizes has {len(self.codebook_sizes)} entries for {self.num_layers} layers")
+        for k in (self.codebook_size, *self.codebook_sizes):
+            if k < 2 or k & (k - 1):  # a fixed-rate code needs an integer number of bits per position
+                raise ValueError(f"HQAConfig codebook sizes must be powers of 2, got {k}")
 
     # ---- presets ----
     @classmethod
@@ -136,9 +140,13 @@ class HQAConfig:
         """Height (= width) of layer ``layer``'s code grid; layer counts from 1 at the bottom."""
         return self.image_size // math.prod(self.layer_strides[:layer])
 
+    def codes(self, layer: int) -> int:
+        """Codebook size K of layer ``layer``."""
+        return self.codebook_sizes[layer - 1] if self.codebook_sizes else self.codebook_size
+
     def bits(self, layer: int) -> int:
         """Bits per image transmitted at ``layer``: h * w * log2(K)."""
-        return self.latent_size(layer) ** 2 * (self.codebook_size.bit_length() - 1)
+        return self.latent_size(layer) ** 2 * (self.codes(layer).bit_length() - 1)
 
     def replace(self, **changes: Any) -> "HQAConfig":
         return dataclasses.replace(self, **changes)

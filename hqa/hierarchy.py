@@ -6,7 +6,7 @@ the row of Table 3 (see :mod:`hqa.config`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +16,8 @@ from .layer import QuantizedAutoencoder, hqa_layer
 from .quantize import Quantizer, categorical_sample
 from .system import CompressionSystem
 
+LayerFactory = Callable[[HQAConfig, int], QuantizedAutoencoder]
+
 
 class HQA(CompressionSystem):
     """A greedy hierarchy of quantized autoencoders (HQA and, by config, the HAMs family).
@@ -23,17 +25,26 @@ class HQA(CompressionSystem):
     Images are float tensors [B, C, H, W] in [0, 1]; ``layer`` counts from 1 at the bottom;
     layer k transmits ``rates[k-1]`` bits per image. The frozen stack's z_e of the training
     set is computed once per layer and kept on the training device when it fits in
-    ``cache_bytes``; otherwise it is recomputed per batch.
+    ``cache_bytes``; otherwise it is recomputed per batch. ``layer_factory(config, k)``
+    builds layer k (default: the conv blocks of :func:`hqa.layer.hqa_layer`); any
+    :class:`QuantizedAutoencoder` works, e.g. the small MLPs of the toy experiment.
     """
 
     kind = "HQA"
 
-    def __init__(self, config: HQAConfig, seed: int = 0, cache_bytes: int = 2**31) -> None:
+    def __init__(
+        self,
+        config: HQAConfig,
+        seed: int = 0,
+        cache_bytes: int = 2**31,
+        layer_factory: LayerFactory = hqa_layer,
+    ) -> None:
         super().__init__(config)
         self.cache_bytes = cache_bytes
+        self.layer_factory = layer_factory
         with torch.random.fork_rng(devices=[]):  # initialisation leaves the global RNG alone
             torch.manual_seed(seed)
-            self.layers = nn.ModuleList(hqa_layer(config, k) for k in range(1, config.num_layers + 1))
+            self.layers = nn.ModuleList(layer_factory(config, k) for k in range(1, config.num_layers + 1))
         self.eval()
 
     def layer(self, k: int) -> QuantizedAutoencoder:
@@ -93,7 +104,7 @@ class HQA(CompressionSystem):
             return lay.objective(inputs, target, cfg, temperature, gen)
 
         return self._train_unit(
-            lay, lambda: hqa_layer(cfg, k), step_loss, data, k, epochs, batch_size, seed, device, progress
+            lay, lambda: self.layer_factory(cfg, k), step_loss, data, k, epochs, batch_size, seed, device, progress
         )
 
     @torch.no_grad()

@@ -101,10 +101,10 @@ def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
         in_ch, out_ch, target = config.channels, config.channels, "pixels"
     else:
         in_ch, target = c, config.target
-        out_ch = config.codebook_size if target == "ce" else c
+        out_ch = config.codes(index - 1) if target == "ce" else c
     return QuantizedAutoencoder(
         EncoderBlock(in_ch, config.enc_widths[index - 1], c, stride=config.layer_strides[index - 1]),
-        Quantizer(config.codebook_size, c, config.quantizer, config.codebook_loss, config.vq_beta),
+        Quantizer(config.codes(index), c, config.quantizer, config.codebook_loss, config.vq_beta),
         DecoderBlock(
             c,
             config.dec_widths[index - 1],

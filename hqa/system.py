@@ -143,7 +143,7 @@ class CompressionSystem(nn.Module):
         generator state gives the same images); without one they take the most probable code.
         """
         check_layer(layer, self.num_layers)
-        check_codes(codes, self.config.latent_size(layer), self.config.codebook_size)
+        check_codes(codes, self.config.latent_size(layer), self.config.codes(layer))
         z_q = self._quantizer(layer).lookup(codes.to(self.device).long())
         return self._decode_from(z_q, layer, generator)
 

@@ -1,0 +1,214 @@
+"""The paper's pictures from a sweep's stored models (no retraining), each with its numbers.
+
+- ``table4_interpolations.png`` (Table 4): linear interpolation of the top-layer z_e between
+  two test images, decoded, for HQA, HAMs, VQ-VAE and k-means. Numbers: the classifier's
+  confidence (max softmax) along the path and the classifier-feature distance from each
+  decoded image to its nearest test image (real test images give the reference distance).
+- ``reconstructions.png`` (the MNIST counterpart of Table 2): the same test images
+  reconstructed by every system at every rate, labelled with the bits transmitted.
+- ``stochastic_decodes.png``: several decodes of the same top-layer code; number: the mean
+  pixel variance across decodes (0 for a deterministic decoder).
+
+All numbers go to ``figures.md`` beside the pictures. Used by :mod:`benchmarks.report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from hqa.system import CompressionSystem
+
+from .classifier import Classifier
+from .registry import LABELS, build_system
+from .store import ResultStore
+
+INTERPOLATION_SYSTEMS = ("hqa", "hams", "vqvae", "kmeans")
+STEPS = 8  # points on each interpolation path, ends included
+PAIRS = 32  # pairs whose numbers are averaged (the first few are drawn)
+SHOWN = 3  # pairs drawn per system
+DECODES = 8  # stochastic decodes per image
+GRID_IMAGES = 8
+HELD_OUT = 1000  # test images that pairs are drawn from; the rest is the reference set
+
+
+@dataclass(frozen=True)
+class FigureData:
+    """What the figures need: the evaluation images and labels, the classifier, the seed."""
+
+    images: Tensor
+    labels: Tensor
+    classifier: Classifier
+    seed: int = 0
+
+
+def load_models(out: Path, dataset: str, seed: int = 0) -> dict[str, CompressionSystem]:
+    """Every fully trained model of ``seed`` stored in a sweep folder, by system name."""
+    store = ResultStore(out)
+    models: dict[str, CompressionSystem] = {}
+    for name in LABELS:
+        path = store.model_path(name, seed)
+        if not path.exists():
+            continue
+        empty = build_system(name, dataset)
+        model = type(empty).load(path, expect_config=empty.config)
+        if model.trained_layers == model.num_layers:
+            models[name] = model
+    return models
+
+
+def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str], path: Path, title: str) -> None:
+    """Save a grid of image strips: ``rows[i][j]`` is a [n, C, H, W] strip shown side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    n_rows, n_cols = len(rows), len(rows[0])
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 0.55 * n_rows + 0.6), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, strip in enumerate(row):
+            ax = axes[i][j]
+            grid = make_grid(strip.float().clamp(0, 1), nrow=len(strip), padding=1, pad_value=1.0)
+            ax.imshow(grid.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(col_labels[j], fontsize=8)
+            if j == 0:
+                ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+@torch.inference_mode()
+def _classify(classifier: Classifier, images: Tensor) -> tuple[Tensor, Tensor]:
+    """(max softmax probability [N], penultimate features [N, F])."""
+    feats = torch.cat([classifier.features(images[i : i + 500]) for i in range(0, len(images), 500)])
+    return torch.softmax(classifier.head(feats), dim=1).amax(dim=1), feats
+
+
+def _nearest_distance(feats: Tensor, reference: Tensor) -> Tensor:
+    """Euclidean distance from each row of ``feats`` to its nearest row of ``reference``."""
+    return torch.cat([torch.cdist(feats[i : i + 1000], reference).min(dim=1).values for i in range(0, len(feats), 1000)])
+
+
+def interpolations(models: dict[str, CompressionSystem], data: FigureData, path: Path) -> list[str]:
+    """Table 4: decode a straight line between two images' top-layer z_e. Returns Markdown."""
+    # Pairs and the "real" row come from a held-out part; distances are to the rest, so
+    # no decoded image is measured against its own source image.
+    held, rest = data.images[:HELD_OUT], data.images[HELD_OUT:]
+    gen = torch.Generator().manual_seed(data.seed)
+    pick = torch.randperm(len(held), generator=gen)
+    a_idx, b_idx = pick[:PAIRS], pick[PAIRS : 2 * PAIRS]
+    _, ref_feats = _classify(data.classifier, rest)
+    real_conf, real_feats = _classify(data.classifier, held)
+    real_dist = _nearest_distance(real_feats, ref_feats)
+    t = torch.linspace(0, 1, STEPS)
+    rows, labels = [], []
+    lines = [
+        "## Table 4: interpolations in the top layer's z_e",
+        "",
+        f"{PAIRS} random pairs from {HELD_OUT} held-out test images, {STEPS} points per path (ends included), decoded from "
+        "the top layer (stochastic systems sample). Confidence: the classifier's max softmax probability. Distance: "
+        "classifier-feature distance from each image to its nearest image among the other test images (the reference "
+        "row: the held-out real images themselves). Interior: the path without its two ends.",
+        "",
+        "| system | confidence (interior) | distance to data (interior) | distance at the ends |",
+        "| --- | ---: | ---: | ---: |",
+        f"| real test images | {real_conf.mean():.3f} | {real_dist.mean():.2f} | – |",
+    ]
+    for name in INTERPOLATION_SYSTEMS:
+        if name not in models:
+            continue
+        model = models[name]
+        top = model.num_layers
+        z_a, z_b = model.encode_continuous(held[a_idx], top), model.encode_continuous(held[b_idx], top)
+        path_z = torch.stack([(1 - s) * z_a + s * z_b for s in t], dim=1)  # [P, STEPS, D, h, w]
+        decode_gen = torch.Generator(device=model.device).manual_seed(data.seed)
+        decoded = model.decode_continuous(path_z.flatten(0, 1), top, decode_gen).cpu()  # [P * STEPS, C, H, W]
+        conf, feats = _classify(data.classifier, decoded)
+        dist = _nearest_distance(feats, ref_feats)
+        interior = torch.ones(PAIRS, STEPS, dtype=torch.bool)
+        interior[:, [0, -1]] = False
+        interior = interior.flatten()
+        lines.append(
+            f"| {LABELS[name]} | {conf[interior].mean():.3f} | {dist[interior].mean():.2f} | {dist[~interior].mean():.2f} |"
+        )
+        for p in range(SHOWN):  # the two originals frame their decoded path
+            rows.append([torch.cat([held[a_idx[p] : a_idx[p] + 1], decoded[p * STEPS : (p + 1) * STEPS], held[b_idx[p] : b_idx[p] + 1]])])
+            labels.append(f"{LABELS[name]} #{p + 1}")
+    if rows:
+        _grid(rows, labels, ["original a | decoded path a -> b | original b"], path, "Top-layer interpolations (Table 4)")
+    return lines + ["", f"![Table 4]({path.name})", ""]
+
+
+def reconstructions(models: dict[str, CompressionSystem], data: FigureData, path: Path) -> list[str]:
+    """The same test images through every system at every rate. Returns Markdown."""
+    x = data.images[:GRID_IMAGES]
+    names = [n for n in LABELS if n in models]
+    if not names:
+        return []
+    rates = models[names[0]].rates
+    rows = [[x] * len(rates)]
+    labels = ["original"]
+    for name in names:
+        model = models[name]
+        gen = torch.Generator(device=model.device).manual_seed(data.seed)
+        rows.append([model.reconstruct(x, k, gen).cpu() for k in range(1, model.num_layers + 1)])
+        labels.append(LABELS[name])
+    _grid(rows, labels, [f"{b} bits" for b in rates], path, "Reconstructions at every rate (columns: bits transmitted)")
+    return ["## Reconstructions at every rate", "", f"![Reconstructions]({path.name})", ""]
+
+
+def stochastic_decodes(models: dict[str, CompressionSystem], data: FigureData, path: Path) -> list[str]:
+    """Several decodes of the same top-layer code. Returns Markdown with the pixel variance."""
+    x = data.images[:GRID_IMAGES]
+    lines = [
+        "## Stochastic decodes of one top-layer code",
+        "",
+        f"Each image is encoded once (its most probable top-layer code) and decoded {DECODES} times with different "
+        "generators. Variance: per-pixel variance across the decodes, averaged over pixels and images.",
+        "",
+        "| system | bits | mean pixel variance across decodes |",
+        "| --- | ---: | ---: |",
+    ]
+    rows, labels = [], []
+    for name in [n for n in LABELS if n in models]:
+        model = models[name]
+        top = model.num_layers
+        codes = model.encode(x, top)  # the mode: the same code for every decode
+        decodes = torch.stack(
+            [model.decode(codes, top, torch.Generator(device=model.device).manual_seed(d)).cpu() for d in range(DECODES)]
+        )  # [DECODES, B, C, H, W]
+        lines.append(f"| {LABELS[name]} | {model.rates[-1]} | {decodes.var(dim=0).mean():.5f} |")
+        if name in ("hqa", "vqvae"):
+            for i in range(3):
+                rows.append([decodes[:, i]])
+                labels.append(f"{LABELS[name]}, image {i + 1}")
+    if rows:
+        _grid(rows, labels, [f"{DECODES} decodes of one code"], path, "Stochastic decodes: HQA against a deterministic VQ-VAE")
+    return lines + ["", f"![Stochastic decodes]({path.name})", ""]
+
+
+def write_figures(out: Path, dataset: str, data: FigureData) -> str | None:
+    """Make every figure of this module from the stored seed-``data.seed`` models in ``out``;
+    write ``figures.md``. Returns its text, or None when no trained models are stored."""
+    models = load_models(out, dataset, data.seed)
+    if not models:
+        return None
+    for model in models.values():
+        model.eval()
+    lines = [f"# Figures from the stored models of seed {data.seed} (no retraining)", ""]
+    lines += interpolations(models, data, out / "table4_interpolations.png")
+    lines += reconstructions(models, data, out / "reconstructions.png")
+    lines += stochastic_decodes(models, data, out / "stochastic_decodes.png")
+    text = "\n".join(lines)
+    (out / "figures.md").write_text(text)
+    return text
