@@ -103,10 +103,12 @@ def interpolations(models: dict[str, CompressionSystem], data: FigureData, path:
     """Table 4: decode a straight line between two images' top-layer z_e. Returns Markdown."""
     # Pairs and the "real" row come from a held-out part; distances are to the rest, so
     # no decoded image is measured against its own source image.
-    held, rest = data.images[:HELD_OUT], data.images[HELD_OUT:]
+    n_held = min(HELD_OUT, len(data.images) // 2)
+    held, rest = data.images[:n_held], data.images[n_held:]
+    pairs = min(PAIRS, n_held // 2)
     gen = torch.Generator().manual_seed(data.seed)
-    pick = torch.randperm(len(held), generator=gen)
-    a_idx, b_idx = pick[:PAIRS], pick[PAIRS : 2 * PAIRS]
+    pick = torch.randperm(n_held, generator=gen)
+    a_idx, b_idx = pick[:pairs], pick[pairs : 2 * pairs]
     _, ref_feats = _classify(data.classifier, rest)
     real_conf, real_feats = _classify(data.classifier, held)
     real_dist = _nearest_distance(real_feats, ref_feats)
@@ -115,7 +117,7 @@ def interpolations(models: dict[str, CompressionSystem], data: FigureData, path:
     lines = [
         "## Table 4: interpolations in the top layer's z_e",
         "",
-        f"{PAIRS} random pairs from {HELD_OUT} held-out test images, {STEPS} points per path (ends included), decoded from "
+        f"{pairs} random pairs from {n_held} held-out test images, {STEPS} points per path (ends included), decoded from "
         "the top layer (stochastic systems sample). Confidence: the classifier's max softmax probability. Distance: "
         "classifier-feature distance from each image to its nearest image among the other test images (the reference "
         "row: the held-out real images themselves). Interior: the path without its two ends.",
@@ -135,13 +137,13 @@ def interpolations(models: dict[str, CompressionSystem], data: FigureData, path:
         decoded = model.decode_continuous(path_z.flatten(0, 1), top, decode_gen).cpu()  # [P * STEPS, C, H, W]
         conf, feats = _classify(data.classifier, decoded)
         dist = _nearest_distance(feats, ref_feats)
-        interior = torch.ones(PAIRS, STEPS, dtype=torch.bool)
+        interior = torch.ones(pairs, STEPS, dtype=torch.bool)
         interior[:, [0, -1]] = False
         interior = interior.flatten()
         lines.append(
             f"| {LABELS[name]} | {conf[interior].mean():.3f} | {dist[interior].mean():.2f} | {dist[~interior].mean():.2f} |"
         )
-        for p in range(SHOWN):  # the two originals frame their decoded path
+        for p in range(min(SHOWN, pairs)):  # the two originals frame their decoded path
             rows.append([torch.cat([held[a_idx[p] : a_idx[p] + 1], decoded[p * STEPS : (p + 1) * STEPS], held[b_idx[p] : b_idx[p] + 1]])])
             labels.append(f"{LABELS[name]} #{p + 1}")
     if rows:

@@ -47,3 +47,15 @@ def test_unknown_preset_and_fields() -> None:
 def test_config_round_trips_through_dict() -> None:
     cfg = HQAConfig.celeba(lr=1e-3)
     assert HQAConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_per_layer_codebook_sizes_set_bits_and_quantizers() -> None:
+    cfg = HQAConfig(image_size=1, num_layers=2, codebook_size=4, codebook_sizes=(4, 2), code_dim=2,
+                    enc_widths=(4, 4), dec_widths=(4, 4), strides=(1, 1))
+    assert [cfg.codes(1), cfg.codes(2)] == [4, 2]
+    assert [cfg.bits(1), cfg.bits(2)] == [2, 1]  # Figure 1: 2 bits, then a 1-bit encoding
+    assert [lay.quantizer.size for lay in HQA(cfg).layers] == [4, 2]
+    with pytest.raises(ValueError, match="codebook_sizes has 1 entries for 2 layers"):
+        cfg.replace(codebook_sizes=(4,))
+    with pytest.raises(ValueError, match="powers of 2"):
+        cfg.replace(codebook_sizes=(4, 3))
