@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the paper's results:  ./reproduce.sh mnist [--profile quick|paper|smoke] [more runner flags]
+#                                 ./reproduce.sh toy                      (Figure 1, < 2 min on a CPU)
+#                                 ./reproduce.sh celeba --data-root DIR   (Figure 2 right, Tables 1-2; a GPU job)
 #                                 ./reproduce.sh test
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -15,12 +17,14 @@ case "$target" in
   test)
     python -m pytest "$@"
     ;;
-  toy|celeba)
-    echo "reproduce.sh $target: not yet implemented (issues 6 and 7)" >&2
-    exit 2
+  toy)
+    python -m benchmarks.toy --out results/toy "$@"
+    ;;
+  celeba)
+    python -m benchmarks.run --dataset celeba --out results/celeba "$@"
     ;;
   *)
-    echo "usage: ./reproduce.sh mnist|smoke|test|toy|celeba [runner flags]" >&2
+    echo "usage: ./reproduce.sh mnist|toy|celeba|smoke|test [runner flags]" >&2
     exit 2
     ;;
 esac

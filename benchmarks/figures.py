@@ -41,7 +41,7 @@ class FigureData:
 
     images: Tensor
     labels: Tensor
-    classifier: Classifier
+    classifier: Classifier | None  # None: an unlabelled dataset (CelebA), pictures without classifier numbers
     seed: int = 0
 
 
@@ -99,8 +99,21 @@ def _nearest_distance(feats: Tensor, reference: Tensor) -> Tensor:
     return torch.cat([torch.cdist(feats[i : i + 1000], reference).min(dim=1).values for i in range(0, len(feats), 1000)])
 
 
-def interpolations(models: dict[str, CompressionSystem], data: FigureData, path: Path) -> list[str]:
-    """Table 4: decode a straight line between two images' top-layer z_e. Returns Markdown."""
+def _layer_of_size(model: CompressionSystem, latent: int | None) -> int:
+    """The layer whose code grid is ``latent`` x ``latent`` (None: the top layer)."""
+    if latent is None:
+        return model.num_layers
+    for k in range(1, model.num_layers + 1):
+        if model.config.latent_size(k) == latent:
+            return k
+    raise ValueError(f"no layer with a {latent}x{latent} latent")
+
+
+def interpolations(
+    models: dict[str, CompressionSystem], data: FigureData, path: Path, latent: int | None = None
+) -> list[str]:
+    """Table 4 (MNIST: the top layer) / Table 1 (CelebA: the 8x8 layer, ``latent=8``): decode a
+    straight line between two images' z_e. Returns Markdown with the numbers."""
     # Pairs and the "real" row come from a held-out part; distances are to the rest, so
     # no decoded image is measured against its own source image.
     n_held = min(HELD_OUT, len(data.images) // 2)
@@ -109,13 +122,46 @@ def interpolations(models: dict[str, CompressionSystem], data: FigureData, path:
     gen = torch.Generator().manual_seed(data.seed)
     pick = torch.randperm(n_held, generator=gen)
     a_idx, b_idx = pick[:pairs], pick[pairs : 2 * pairs]
-    _, ref_feats = _classify(data.classifier, rest)
-    real_conf, real_feats = _classify(data.classifier, held)
-    real_dist = _nearest_distance(real_feats, ref_feats)
     t = torch.linspace(0, 1, STEPS)
     rows, labels = [], []
-    lines = [
-        "## Table 4: interpolations in the top layer's z_e",
+    where = "the top layer's z_e" if latent is None else f"the {latent}x{latent} layer's z_e"
+    title = f"## {'Table 4' if latent is None else 'Table 1'}: interpolations in {where}"
+    if data.classifier is None:
+        lines = [title, "", "No classifier for this (unlabelled) dataset: pictures without numbers."]
+    else:
+        _, ref_feats = _classify(data.classifier, rest)
+        real_conf, real_feats = _classify(data.classifier, held)
+        real_dist = _nearest_distance(real_feats, ref_feats)
+        lines = _interpolation_header(title, pairs, n_held, real_conf.mean().item(), real_dist.mean().item())
+    for name in INTERPOLATION_SYSTEMS:
+        if name not in models:
+            continue
+        model = models[name]
+        top = _layer_of_size(model, latent)
+        z_a, z_b = model.encode_continuous(held[a_idx], top), model.encode_continuous(held[b_idx], top)
+        path_z = torch.stack([(1 - s) * z_a + s * z_b for s in t], dim=1)  # [P, STEPS, D, h, w]
+        decode_gen = torch.Generator(device=model.device).manual_seed(data.seed)
+        decoded = model.decode_continuous(path_z.flatten(0, 1), top, decode_gen).cpu()  # [P * STEPS, C, H, W]
+        if data.classifier is not None:
+            conf, feats = _classify(data.classifier, decoded)
+            dist = _nearest_distance(feats, ref_feats)
+            interior = torch.ones(pairs, STEPS, dtype=torch.bool)
+            interior[:, [0, -1]] = False
+            interior = interior.flatten()
+            lines.append(
+                f"| {LABELS[name]} | {conf[interior].mean():.3f} | {dist[interior].mean():.2f} | {dist[~interior].mean():.2f} |"
+            )
+        for p in range(min(SHOWN, pairs)):  # the two originals frame their decoded path
+            rows.append([torch.cat([held[a_idx[p] : a_idx[p] + 1], decoded[p * STEPS : (p + 1) * STEPS], held[b_idx[p] : b_idx[p] + 1]])])
+            labels.append(f"{LABELS[name]} #{p + 1}")
+    if rows:
+        _grid(rows, labels, ["original a | decoded path a -> b | original b"], path, title.lstrip("# "))
+    return lines + ["", f"![interpolations]({path.name})", ""]
+
+
+def _interpolation_header(title: str, pairs: int, n_held: int, real_conf: float, real_dist: float) -> list[str]:
+    return [
+        title,
         "",
         f"{pairs} random pairs from {n_held} held-out test images, {STEPS} points per path (ends included), decoded from "
         "the top layer (stochastic systems sample). Confidence: the classifier's max softmax probability. Distance: "
@@ -124,31 +170,8 @@ def interpolations(models: dict[str, CompressionSystem], data: FigureData, path:
         "",
         "| system | confidence (interior) | distance to data (interior) | distance at the ends |",
         "| --- | ---: | ---: | ---: |",
-        f"| real test images | {real_conf.mean():.3f} | {real_dist.mean():.2f} | – |",
+        f"| real test images | {real_conf:.3f} | {real_dist:.2f} | – |",
     ]
-    for name in INTERPOLATION_SYSTEMS:
-        if name not in models:
-            continue
-        model = models[name]
-        top = model.num_layers
-        z_a, z_b = model.encode_continuous(held[a_idx], top), model.encode_continuous(held[b_idx], top)
-        path_z = torch.stack([(1 - s) * z_a + s * z_b for s in t], dim=1)  # [P, STEPS, D, h, w]
-        decode_gen = torch.Generator(device=model.device).manual_seed(data.seed)
-        decoded = model.decode_continuous(path_z.flatten(0, 1), top, decode_gen).cpu()  # [P * STEPS, C, H, W]
-        conf, feats = _classify(data.classifier, decoded)
-        dist = _nearest_distance(feats, ref_feats)
-        interior = torch.ones(pairs, STEPS, dtype=torch.bool)
-        interior[:, [0, -1]] = False
-        interior = interior.flatten()
-        lines.append(
-            f"| {LABELS[name]} | {conf[interior].mean():.3f} | {dist[interior].mean():.2f} | {dist[~interior].mean():.2f} |"
-        )
-        for p in range(min(SHOWN, pairs)):  # the two originals frame their decoded path
-            rows.append([torch.cat([held[a_idx[p] : a_idx[p] + 1], decoded[p * STEPS : (p + 1) * STEPS], held[b_idx[p] : b_idx[p] + 1]])])
-            labels.append(f"{LABELS[name]} #{p + 1}")
-    if rows:
-        _grid(rows, labels, ["original a | decoded path a -> b | original b"], path, "Top-layer interpolations (Table 4)")
-    return lines + ["", f"![Table 4]({path.name})", ""]
 
 
 def reconstructions(models: dict[str, CompressionSystem], data: FigureData, path: Path) -> list[str]:
@@ -208,7 +231,10 @@ def write_figures(out: Path, dataset: str, data: FigureData) -> str | None:
     for model in models.values():
         model.eval()
     lines = [f"# Figures from the stored models of seed {data.seed} (no retraining)", ""]
-    lines += interpolations(models, data, out / "table4_interpolations.png")
+    if dataset == "celeba":  # Table 1: interpolations at the 8x8 layer
+        lines += interpolations(models, data, out / "table1_interpolations.png", latent=8)
+    else:
+        lines += interpolations(models, data, out / "table4_interpolations.png")
     lines += reconstructions(models, data, out / "reconstructions.png")
     lines += stochastic_decodes(models, data, out / "stochastic_decodes.png")
     text = "\n".join(lines)

@@ -34,15 +34,16 @@ class Profile:
     description: str
     independent_steps: int | None = None
 
-    def layer_steps(self, independent: bool = False) -> tuple[int, ...]:
-        """Steps asked per layer, for a hierarchy or (``independent``) a family of models."""
+    def layer_steps(self, num_layers: int, independent: bool = False) -> tuple[int, ...]:
+        """Steps asked for each of ``num_layers`` layers (the last entry of ``steps`` repeats for
+        deeper stacks, e.g. CelebA's 7), for a hierarchy or (``independent``) a family of models."""
         if independent and self.independent_steps is not None:
-            return (self.independent_steps,) * len(self.steps)
-        return self.steps
+            return (self.independent_steps,) * num_layers
+        return tuple(self.steps[min(k, len(self.steps) - 1)] for k in range(num_layers))
 
-    def epochs(self, n_train: int, independent: bool = False) -> list[int]:
+    def epochs(self, n_train: int, num_layers: int, independent: bool = False) -> list[int]:
         """Epochs per layer giving at least the asked steps in full batches of ``n_train`` images."""
-        return whole_epochs(self.layer_steps(independent), n_train, self.batch_size)[0]
+        return whole_epochs(self.layer_steps(num_layers, independent), n_train, self.batch_size)[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -67,7 +68,7 @@ def metric_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, int]]:
     return cols
 
 
-def rate_table(summary: pd.DataFrame, layer: int | None) -> pd.DataFrame:
+def rate_table(summary: pd.DataFrame, layer: int | None, paper_values: bool = True) -> pd.DataFrame:
     """One row per system (and rate): formatted mean ± CI per metric; ``layer=None``: all rates."""
     cols = metric_columns(summary)
     systems = [s for s in ["none", *LABELS] if s in set(summary["system"])]
@@ -86,11 +87,29 @@ def rate_table(summary: pd.DataFrame, layer: int | None) -> pd.DataFrame:
             for title, metric, space, digits in cols:
                 hit = cell[(cell["metric"] == metric) & (cell["feature_space"] == space)]
                 rec[title] = _fmt(hit["mean"].iloc[0], hit["half"].iloc[0], digits) if len(hit) else "–"
-            if layer is not None:
+            if layer is not None and paper_values:
                 paper = PAPER_TABLE3.get(system)
                 rec["Paper MSE"], rec["Paper rFID (Inception)"], rec["Paper class. error (%)"] = paper or ("–",) * 3
             records.append(rec)
     return pd.DataFrame(records)
+
+
+@dataclass(frozen=True)
+class OutputNames:
+    """What a dataset's outputs are called after the paper: MNIST's Table 3 / Figure 3,
+    CelebA's Figure 2 (right); paper values exist for MNIST's Table 3 only."""
+
+    table: str
+    table_title: str
+    figure: str
+    figure_title: str
+    paper_values: bool
+
+
+def output_names(dataset: str) -> OutputNames:
+    if dataset == "celeba":
+        return OutputNames("lowest_rate", "Lowest rate", "figure2_right.png", "Figure 2 (right)", False)
+    return OutputNames("table3", "Table 3", "figure3.png", "Figure 3", dataset == "mnist")
 
 
 def figure3(rows: pd.DataFrame, path: Path) -> None:
@@ -99,7 +118,8 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
     data["System"] = data["system"].map(lambda s: LABELS.get(s, s))
     panels = [(MSE, "", "Distortion (MSE)")]
     panels += [(RFID, s, SPACE_LABEL[s]) for s in ("classifier", "inception") if ((data["metric"] == RFID) & (data["feature_space"] == s)).any()]
-    panels.append((CLASS_ERROR, "", "Classification error (%)"))
+    if (data["metric"] == CLASS_ERROR).any():
+        panels.append((CLASS_ERROR, "", "Classification error (%)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
     order = [LABELS[s] for s in LABELS if LABELS[s] in set(data["System"])]
 
@@ -132,14 +152,16 @@ def figure_data(out: Path, data_root: str | None) -> FigureData:
     Raises DataNotFoundError / ValueError when the data cannot be found.
     """
     from .classifier import load_or_train_classifier
-    from .run import load_dataset, subset
+    from .run import load_dataset, read_limit, subset
 
     manifest = ResultStore(out).manifest()
     profile = get_profile(manifest.get("profile", "quick"))
-    train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False)
+    train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False, limit=read_limit(profile))
     train = subset(train_full, profile.train_size, seed=0)
     test = subset(test_full, profile.eval_size, seed=1)
-    classifier, _ = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=None)
+    classifier = None
+    if bool((train.labels >= 0).all()):
+        classifier, _ = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=None)
     return FigureData(test.images, test.labels, classifier)
 
 
@@ -154,27 +176,28 @@ def write_reports(out: str | Path, data_root: str | None = None, figures: bool =
         raise ValueError(f"no result rows in {out / 'rows'}; run python -m benchmarks.run first")
     summary = summarize(rows[~rows["metric"].isin(["train_seconds", "eval_seconds"])])
     top = int(summary[summary["system"] != "none"]["layer"].max())
-    table3 = rate_table(summary, top)
-    table3.to_csv(out / "table3.csv", index=False)
-    bits = int(summary[(summary["layer"] == top)]["bits"].iloc[0])
     manifest = store.manifest()
+    names = output_names(manifest.get("dataset", "mnist"))
+    table3 = rate_table(summary, top, paper_values=names.paper_values)
+    table3.to_csv(out / f"{names.table}.csv", index=False)
+    bits = int(summary[(summary["layer"] == top)]["bits"].iloc[0])
     header = (
-        f"Table 3: {bits}-bit rate (layer {top}), {manifest.get('dataset', '?')} test set "
+        f"{names.table_title}: {bits}-bit rate (layer {top}), {manifest.get('dataset', '?')} test set "
         f"({manifest.get('eval_size', '?')} images), trained on {manifest.get('train_size', '?')} images, "
         f"profile `{manifest.get('profile', '?')}`. Mean ± 95% Student-t interval over seeds.\n\n"
     )
-    (out / "table3.md").write_text(header + table3.to_markdown(index=False) + "\n")
+    (out / f"{names.table}.md").write_text(header + table3.to_markdown(index=False) + "\n")
     rates = rate_table(summary, None)
     rates.to_csv(out / "rates.csv", index=False)
     (out / "rates.md").write_text("Every rate, mean ± 95% Student-t interval over seeds.\n\n" + rates.to_markdown(index=False) + "\n")
-    figure3(rows, out / "figure3.png")
+    figure3(rows, out / names.figure)
     figures_md = None
     if figures:
         try:
             figures_md = write_figures(out, manifest.get("dataset", "mnist"), figure_data(out, data_root))
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
-    write_readme(out, rows, manifest, header + table3.to_markdown(index=False), figures_md)
+    write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md)
 
 
 def _steps_run(manifest: dict) -> str:
@@ -190,7 +213,9 @@ def _steps_run(manifest: dict) -> str:
         return "?"
 
 
-def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str, figures_md: str | None = None) -> None:
+def write_readme(
+    out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str, names: OutputNames, figures_md: str | None = None
+) -> None:
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()] if (out / "runs.jsonl").exists() else []
     last = runs[-1] if runs else {}
     train_s = rows[rows["metric"] == "train_seconds"].groupby("system")["value"].sum() / rows[rows["metric"] == "train_seconds"].groupby("system")["seed"].nunique()
@@ -213,7 +238,7 @@ def write_readme(out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str, 
         "",
         table3_md,
         "",
-        "![Figure 3](figure3.png)",
+        f"![{names.figure_title}]({names.figure})",
         "",
         "Every rate: [rates.md](rates.md). Per-cell rows: `rows/`. Trained models: `models/`.",
         "",

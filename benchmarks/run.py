@@ -24,7 +24,7 @@ import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from hqa.data import DataNotFoundError, ImageSet, load_mnist
+from hqa.data import DataNotFoundError, ImageSet, load_celeba, load_mnist
 from hqa.system import CompressionSystem, resolve_device
 
 from .classifier import load_or_train_classifier
@@ -46,7 +46,7 @@ class Context:
     profile: Profile
     train: ImageSet
     test: ImageSet
-    classifier_path: str
+    classifier_path: str | None  # None: the dataset has no labels, so no classifier space
     inception_weights: str | None
     reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
     device: str
@@ -80,10 +80,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_dataset(dataset: str, root: str | None, download: bool) -> tuple[ImageSet, ImageSet]:
+def load_dataset(dataset: str, root: str | None, download: bool, limit: int | None = None) -> tuple[ImageSet, ImageSet]:
+    """(train, test) of ``dataset``; ``limit`` caps the images read per split where reading
+    is the cost (CelebA: ~200k JPEGs; MNIST is read whole)."""
     if dataset == "mnist":
         return load_mnist(root, size=32, download=download)
-    raise ValueError(f"dataset {dataset!r} is not wired into the runner yet (only 'mnist')")
+    if dataset == "celeba":
+        if download:
+            raise ValueError("CelebA cannot be downloaded by the suite (Google Drive quota); pass --data-root DIR")
+        return load_celeba(root, size=64, limit=limit)
+    raise ValueError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
+
+
+def read_limit(profile: Profile) -> int | None:
+    """Images worth reading per split: the larger of the profile's train and eval sizes
+    (None when either uses a whole split)."""
+    if profile.train_size is None or profile.eval_size is None:
+        return None
+    return max(profile.train_size, profile.eval_size)
 
 
 def subset(data: ImageSet, n: int | None, seed: int) -> ImageSet:
@@ -135,7 +149,7 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
                 if other.trained_layers >= 1:
                     model.adopt_bottom(other)
                     break
-    epochs = ctx.profile.epochs(len(ctx.train), independent=model.independent_rates)
+    epochs = ctx.profile.epochs(len(ctx.train), model.num_layers, independent=model.independent_rates)
     for k in range(model.trained_layers + 1, model.num_layers + 1):
         model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress,
                   compile=ctx.compile)
@@ -146,7 +160,9 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
 def _spaces(ctx: Context) -> list[FeatureSpace]:
     """The feature spaces of this run, with the test images' statistics computed once in the
     main process (a worker loads each extractor once per task, never re-featurises the test set)."""
-    spaces = [classifier_space(ctx.classifier_path, reference_stats=ctx.reference_stats["classifier"])]
+    spaces = []
+    if ctx.classifier_path is not None:
+        spaces.append(classifier_space(ctx.classifier_path, reference_stats=ctx.reference_stats["classifier"]))
     if "inception" in ctx.reference_stats:
         space, _ = inception_space(None, ctx.inception_weights, reference_stats=ctx.reference_stats["inception"])
         if space is not None:
@@ -212,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         device = str(resolve_device(args.device))
-        train_full, test_full = load_dataset(args.dataset, args.data_root, args.download)
+        train_full, test_full = load_dataset(args.dataset, args.data_root, args.download, read_limit(profile))
     except (ValueError, DataNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -238,15 +254,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
-    _, classifier_path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=args.cache_dir)
-    spaces = [classifier_space(classifier_path, test.images)]
+    classifier_path: str | None = None
+    spaces = []
+    if bool((train.labels >= 0).all()):  # labelled data: the classifier of Section 6.2
+        _, path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=args.cache_dir)
+        classifier_path = str(path)
+        spaces.append(classifier_space(classifier_path, test.images))
+    else:
+        print(f"{args.dataset} has no labels: no classifier error and no classifier-feature rFID", file=sys.stderr)
     inception_note = "Inception rFID not requested (--no-inception)"
     if not args.no_inception:
         space, inception_note = inception_space(test.images, args.inception_weights)
         spaces += [space] if space is not None else []
         print(inception_note, file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if device == "cpu" else 1
-    ctx = Context(str(out), args.dataset, profile, train, test, str(classifier_path), args.inception_weights,
+    ctx = Context(str(out), args.dataset, profile, train, test, classifier_path, args.inception_weights,
                   {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, args.compile, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"

@@ -80,3 +80,76 @@ def load_mnist(
         split = "train" if train else "test"
         sets.append(ImageSet(_pad_to(ds.data, size), ds.targets.long(), f"mnist {split}, {len(ds)} images"))
     return sets[0], sets[1]
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CELEBA_CROP = 148  # the usual centre crop of CelebA's aligned 178x218 faces before resizing
+
+
+def _celeba_files(base: Path) -> tuple[list[Path], list[Path], str]:
+    """(train files, test files, layout description) under ``base``.
+
+    torchvision layout ``base/celeba/img_align_celeba/*.jpg`` with ``list_eval_partition.txt``:
+    the official split (0 train, 1 validation, 2 test; validation is left out). A plain
+    folder of images (``base`` itself): sorted by name, the last 10% are the test split.
+    """
+    tv = base / "celeba"
+    folder = tv / "img_align_celeba"
+    partition = tv / "list_eval_partition.txt"
+    if folder.is_dir() and partition.is_file():
+        split: dict[str, list[Path]] = {"0": [], "2": []}
+        for line in partition.read_text().split("\n"):
+            parts = line.split()
+            if len(parts) == 2 and parts[1] in split:
+                split[parts[1]].append(folder / parts[0])
+        return split["0"], split["2"], "official CelebA split"
+    plain = folder if folder.is_dir() else base
+    files = sorted(p for p in plain.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if plain.is_dir() else []
+    n_test = max(1, len(files) // 10) if len(files) > 1 else 0
+    return files[: len(files) - n_test], files[len(files) - n_test :], "plain folder, last 10% by name as test"
+
+
+def _read_faces(files: list[Path], size: int) -> Tensor:
+    """float [N, 3, size, size] in [0, 1]: centre square of side min(148, short side),
+    resized with antialiasing (the usual CelebA 64x64 preprocessing)."""
+    import torch
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
+
+    out = torch.empty(len(files), 3, size, size)
+    for i, path in enumerate(files):
+        try:
+            with Image.open(path) as pil:
+                img = pil_to_tensor(pil.convert("RGB"))  # uint8 [3, H, W]
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"cannot read image {path}: {exc}") from None
+        side = min(CELEBA_CROP, *img.shape[-2:])
+        img = resize(center_crop(img, [side, side]), [size, size], antialias=True)
+        out[i] = img.float().div_(255.0)
+    return out
+
+
+def load_celeba(
+    root: str | os.PathLike[str] | None = None, size: int = 64, limit: int | None = None
+) -> tuple[ImageSet, ImageSet]:
+    """(train, test) CelebA faces at ``size`` x ``size`` from torchvision's layout or a plain
+    folder of images (see :func:`_celeba_files`); unlabelled (labels -1).
+
+    ``limit`` caps the images read per split (the full set is ~10 GB as float). Raises
+    :class:`DataNotFoundError` when the folder is missing or holds no images.
+    """
+    import torch
+
+    base = resolve_root(root)
+    train_files, test_files, layout = _celeba_files(base)
+    if not train_files or not test_files:
+        raise DataNotFoundError(
+            f"CelebA not found under {base} (looked for {base / 'celeba' / 'img_align_celeba'} with "
+            f"list_eval_partition.txt, or image files in {base}); pass --data-root DIR or set {DATA_ROOT_ENV}=DIR"
+        )
+    sets = []
+    for name, files in (("train", train_files), ("test", test_files)):
+        files = files[:limit] if limit is not None else files
+        images = _read_faces(files, size)
+        sets.append(ImageSet(images, torch.full((len(files),), -1, dtype=torch.long), f"celeba {name}, {len(files)} images ({layout})"))
+    return sets[0], sets[1]

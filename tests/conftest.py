@@ -52,3 +52,43 @@ def tiny_images() -> torch.Tensor:
 def mnist_images() -> torch.Tensor:
     """16 synthetic MNIST-shaped images [16, 1, 32, 32]."""
     return blobs(16, size=32)
+
+
+def write_celeba(root: Path, n: int = 12, official: bool = True, size: tuple[int, int] = (218, 178)) -> Path:
+    """Generated "faces" (a bright ellipse on a coloured background, JPEG, CelebA's 178x218)
+    in torchvision's CelebA layout (``official``: with list_eval_partition.txt, the last
+    quarter as test) or as a plain folder of PNGs. Returns the data root."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    folder = root / "celeba" / "img_align_celeba" if official else root
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = size
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    lines = []
+    for i in range(n):
+        background = torch.rand(3, 1, 1, generator=g)
+        face = ((xx / 0.5) ** 2 + (yy / 0.7) ** 2 < 1).float() * torch.rand(3, 1, 1, generator=g)
+        img = ((0.5 * background + 0.5 * face) * 255).to(torch.uint8)
+        name = f"{i + 1:06d}.jpg" if official else f"face{i:03d}.png"
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(folder / name)
+        lines.append(f"{name} {2 if i >= n * 3 // 4 else 0}")
+    if official:
+        (root / "celeba" / "list_eval_partition.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def inception_stand_in(path: Path) -> Path:
+    """A weights file for torch-fidelity's Inception-v3 extractor with random weights (the
+    real ones cannot be downloaded offline): exercises the real loading and feature path."""
+    from unittest import mock
+
+    from torch_fidelity import feature_extractor_inceptionv3 as inc
+
+    with mock.patch.object(inc, "load_state_dict_from_url", lambda *a, **k: {}), mock.patch.object(
+        inc.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None
+    ):
+        torch.manual_seed(0)
+        random_net = inc.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    torch.save(random_net.state_dict(), path)
+    return path

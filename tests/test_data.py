@@ -34,3 +34,43 @@ def test_offline_mnist_is_padded_exactly() -> None:
     assert test.images[:, :, :2].abs().sum() == 0 and test.images[:, :, :, 30:].abs().sum() == 0
     with pytest.raises(ValueError, match="padded"):
         load_mnist(SHARED_MNIST, size=31)
+
+
+def test_celeba_official_layout_split_crop_and_range(tmp_path: Path) -> None:
+    from conftest import write_celeba
+
+    from hqa.data import load_celeba
+
+    train, test = load_celeba(write_celeba(tmp_path, n=12), size=64)
+    assert train.images.shape == (9, 3, 64, 64) and test.images.shape == (3, 3, 64, 64)  # partition 0 / 2
+    assert "official CelebA split" in train.source and (train.labels == -1).all()
+    assert 0.0 <= float(train.images.min()) and float(train.images.max()) <= 1.0
+    # centre crop: the ellipse (face) fills the middle, the corners are background
+    centre, corner = train.images[:, :, 28:36, 28:36].mean(), train.images[:, :, :4, :4].mean()
+    assert not torch.isclose(centre, corner)
+
+
+def test_celeba_plain_folder_and_clear_errors(tmp_path: Path) -> None:
+    from conftest import write_celeba
+
+    from hqa.data import load_celeba
+
+    root = write_celeba(tmp_path / "faces", n=10, official=False, size=(64, 64))
+    train, test = load_celeba(root, size=32)
+    assert len(train) == 9 and len(test) == 1 and train.images.shape[1:] == (3, 32, 32)
+    with pytest.raises(DataNotFoundError, match="CelebA not found under .*nowhere"):
+        load_celeba(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match="CelebA not found"):
+        load_celeba(tmp_path / "empty")
+
+
+def test_celeba_corrupt_image_is_named(tmp_path: Path) -> None:
+    from conftest import write_celeba
+
+    from hqa.data import load_celeba
+
+    root = write_celeba(tmp_path, n=6, official=False, size=(64, 64))
+    (root / "face000.png").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="cannot read image .*face000.png"):
+        load_celeba(root)

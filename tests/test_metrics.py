@@ -1,7 +1,6 @@
 """Metrics against hand-computed values; torch-fidelity paths (classifier and Inception) offline."""
 
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import pytest
@@ -110,15 +109,9 @@ def test_fid_is_batch_size_independent(classifier_file: tuple[Path, ImageSet]) -
 
 def test_inception_path_with_stand_in_weights(tmp_path: Path) -> None:
     """The real torch-fidelity Inception extractor, loading weights from a local file."""
-    from torch_fidelity import feature_extractor_inceptionv3 as inc
+    from conftest import inception_stand_in
 
-    with mock.patch.object(inc, "load_state_dict_from_url", lambda *a, **k: {}), mock.patch.object(
-        inc.FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None
-    ):
-        torch.manual_seed(0)
-        random_net = inc.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
-    weights = tmp_path / "inception-stand-in.pth"
-    torch.save(random_net.state_dict(), weights)
+    weights = inception_stand_in(tmp_path / "inception-stand-in.pth")
 
     real = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     space, note = inception_space(real, weights)

@@ -8,7 +8,7 @@ import pytest
 
 from benchmarks import report, run
 
-from conftest import SHARED_MNIST
+from conftest import SHARED_MNIST, inception_stand_in, write_celeba
 
 needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="offline MNIST not beside the checkout")
 
@@ -53,7 +53,8 @@ def test_smoke_sweep_resumes_and_refuses_other_profiles(tmp_path: Path, capsys: 
     assert set(rows[rows["layer"] == 5]["bits"]) == {8}
     assert (rows["profile"] == "smoke").all() and (rows["train_size"] == 512).all()
     assert {"classifier"} == set(rows[rows["metric"] == "rfid"]["feature_space"])
-    for name in ("table3.md", "table3.csv", "figure3.png", "README.md", "rates.md"):
+    for name in ("table3.md", "table3.csv", "figure3.png", "README.md", "rates.md", "reconstructions.png",
+                 "table4_interpolations.png", "stochastic_decodes.png", "figures.md"):
         assert (out / name).stat().st_size > 0
     table = pd.read_csv(out / "table3.csv")
     assert list(table["System"]) == ["No compression", "HAMs", "HAMs + MSE"]
@@ -83,3 +84,22 @@ def test_smoke_sweep_resumes_and_refuses_other_profiles(tmp_path: Path, capsys: 
     # Reports regenerate from rows alone.
     os.remove(out / "table3.md")
     assert report.main([str(out)]) == 0 and (out / "table3.md").exists()
+
+
+@pytest.mark.slow
+def test_celeba_smoke_end_to_end_on_generated_faces(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole CelebA path: layout, 7 layers, Inception rFID (stand-in weights), Figure 2
+    right, the reconstruction grid and Table 1's 8x8-layer interpolations."""
+    monkeypatch.setenv("HQA_CACHE_DIR", str(tmp_path / "cache"))
+    root = write_celeba(tmp_path / "data", n=24)
+    weights = inception_stand_in(tmp_path / "inception.pth")
+    out = tmp_path / "out"
+    argv = ["--dataset", "celeba", "--profile", "smoke", "--systems", "hqa,kmeans", "--seeds", "1", "--jobs", "1",
+            "--data-root", str(root), "--out", str(out), "--inception-weights", str(weights)]
+    assert run.main(argv) == 0
+    rows = pd.read_csv(out / "rows" / "hqa-seed0.csv", keep_default_na=False)
+    assert sorted(set(rows["bits"]) - {0}) == [9, 36, 144, 576, 2304, 9216, 36864]
+    assert set(rows[rows["metric"] == "rfid"]["feature_space"]) == {"inception"}
+    assert "class_error" not in set(rows["metric"])  # unlabelled faces: no classifier
+    for name in ("lowest_rate.md", "figure2_right.png", "reconstructions.png", "table1_interpolations.png", "README.md"):
+        assert (out / name).stat().st_size > 0, name

@@ -92,12 +92,26 @@ def test_ce_target_decodes_to_k_logits() -> None:
     assert build_system("hams-mse").layer(3).decoder(torch.zeros(2, 64, 4, 4)).shape == (2, 64, 8, 8)
 
 
-def test_vqvae_parameters_match_hqa_stack_within_25_percent() -> None:
-    vq, hqa = build_system("vqvae"), build_system("hqa")
-    for k in range(1, 6):
+@pytest.mark.parametrize("dataset", ["mnist", "celeba"])
+def test_vqvae_parameters_match_hqa_stack_at_every_rate(dataset: str) -> None:
+    vq, hqa = build_system("vqvae", dataset), build_system("hqa", dataset)
+    for k in range(1, hqa.num_layers + 1):
         stack = sum(count_parameters(layer) for layer in hqa.layers[:k])
         ratio = count_parameters(vq.models[k - 1]) / stack
-        assert 0.75 <= ratio <= 1.25, (k, ratio)
+        assert 0.9 <= ratio <= 1.1, (k, ratio)
+
+
+def test_celeba_presets_rates_and_matched_sizes() -> None:
+    """Seven layers, 512 codes (9 bits), top latent 1x1; every system within 5% of HQA."""
+    hqa = build_system("hqa", "celeba")
+    assert hqa.rates == [64 * 64 // 4**k * 9 for k in range(7)]  # 36864 ... 9 bits
+    assert hqa.config.latent_size(7) == 1 and hqa.config.codebook_size == 512
+    ref = count_parameters(hqa)
+    for name in ["vqvae", *SWITCHES]:
+        model = build_system(name, "celeba")
+        assert model.rates == hqa.rates
+        units = model.models[-1] if name == "vqvae" else model
+        assert abs(count_parameters(units) / ref - 1) < 0.05, name
 
 
 def test_hams_parameters_close_to_hqa() -> None:
