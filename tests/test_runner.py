@@ -91,7 +91,7 @@ def test_celeba_smoke_end_to_end_on_generated_faces(tmp_path: Path, monkeypatch:
     """The whole CelebA path: layout, 7 layers, Inception rFID (stand-in weights), Figure 2
     right, the reconstruction grid and Table 1's 8x8-layer interpolations."""
     monkeypatch.setenv("HQA_CACHE_DIR", str(tmp_path / "cache"))
-    root = write_celeba(tmp_path / "data", n=24)
+    root = write_celeba(tmp_path / "data", n=12)
     weights = inception_stand_in(tmp_path / "inception.pth")
     out = tmp_path / "out"
     argv = ["--dataset", "celeba", "--profile", "smoke", "--systems", "hqa,kmeans", "--seeds", "1", "--jobs", "1",
