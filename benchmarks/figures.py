@@ -116,7 +116,9 @@ def interpolations(
     straight line between two images' z_e. Returns Markdown with the numbers."""
     # Pairs and the "real" row come from a held-out part; distances are to the rest, so
     # no decoded image is measured against its own source image.
-    n_held = min(HELD_OUT, len(data.images) // 2)
+    if len(data.images) < 3:
+        return [f"Interpolations skipped: {len(data.images)} evaluation images (need 3: a pair and a reference)", ""]
+    n_held = min(HELD_OUT, max(2, len(data.images) // 2))
     held, rest = data.images[:n_held], data.images[n_held:]
     pairs = min(PAIRS, n_held // 2)
     gen = torch.Generator().manual_seed(data.seed)
@@ -205,7 +207,9 @@ def stochastic_decodes(models: dict[str, CompressionSystem], data: FigureData, p
         "| --- | ---: | ---: |",
     ]
     rows, labels = [], []
-    for name in [n for n in LABELS if n in models]:
+    names = [n for n in LABELS if n in models]
+    shown = [n for n in ("hqa", "vqvae") if n in models] or names[:2]  # HQA beside a deterministic baseline
+    for name in names:
         model = models[name]
         top = model.num_layers
         codes = model.encode(x, top)  # the mode: the same code for every decode
@@ -213,8 +217,8 @@ def stochastic_decodes(models: dict[str, CompressionSystem], data: FigureData, p
             [model.decode(codes, top, torch.Generator(device=model.device).manual_seed(d)).cpu() for d in range(DECODES)]
         )  # [DECODES, B, C, H, W]
         lines.append(f"| {LABELS[name]} | {model.rates[-1]} | {decodes.var(dim=0).mean():.5f} |")
-        if name in ("hqa", "vqvae"):
-            for i in range(3):
+        if name in shown:
+            for i in range(min(3, len(x))):
                 rows.append([decodes[:, i]])
                 labels.append(f"{LABELS[name]}, image {i + 1}")
     if rows:
