@@ -1,8 +1,9 @@
-"""MNIST through torchvision, brought to 32x32 by zero-padding.
+"""The datasets: MNIST through torchvision (zero-padded to 32x32) and CelebA faces (64x64).
 
 Padding 28x28 by 2 pixels on each side keeps every original pixel value exact (resizing
 would interpolate and blur strokes); the paper only says "rescaled to 32x32" (Section 6.2),
 and 32 = 2^5 is what lets five halvings reach a 1x1 latent. The border is background (0).
+CelebA: see :func:`load_celeba`.
 """
 
 from __future__ import annotations
@@ -116,8 +117,10 @@ def _read_faces(files: list[Path], size: int) -> Tensor:
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
 
+    from tqdm.auto import tqdm
+
     out = torch.empty(len(files), 3, size, size)
-    for i, path in enumerate(files):
+    for i, path in enumerate(tqdm(files, desc="reading faces", disable=len(files) < 1000, leave=False)):
         try:
             with Image.open(path) as pil:
                 img = pil_to_tensor(pil.convert("RGB"))  # uint8 [3, H, W]
