@@ -32,6 +32,13 @@ def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
     return torch.addmm(z_sq + e_sq, z, codebook.t(), alpha=-2.0).clamp_min_(0.0)
 
 
+def posterior_scores(z: Tensor, codebook: Tensor) -> Tensor:
+    """Unnormalised log q(z=k|x) up to a per-row constant: 2 z.e_k - |e_k|^2, [N, D] x [K, D]
+    -> [N, K], in one addmm. The |z|^2 of -||z - e_k||^2 is the same for every code, so
+    the argmax and softmax of these scores are those of Eq. 3 (test-time quantization)."""
+    return torch.addmm((codebook * codebook).sum(dim=1), z, codebook.t(), beta=-1.0, alpha=2.0)
+
+
 def posterior_log_probs(distances: Tensor) -> Tensor:
     """log q(z=k|x) for q ∝ exp(-||z_e - e_k||^2) (Eq. 3): [N, K] distances -> [N, K]."""
     return torch.log_softmax(-distances, dim=1)
@@ -187,7 +194,7 @@ class Quantizer(nn.Module):
         """
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-        scores = -squared_distances(flat, self.codebook)
+        scores = posterior_scores(flat, self.codebook)
         if self.stochastic and generator is not None:
             return categorical_sample(scores, generator).view(b, h, w)
         return scores.argmax(dim=1).view(b, h, w)

@@ -12,6 +12,7 @@ from hqa.quantize import (
     gumbel_noise,
     gumbel_terms,
     posterior_log_probs,
+    posterior_scores,
     probabilistic_terms,
     squared_distances,
     vq_loss,
@@ -175,3 +176,10 @@ def test_reset_moves_dead_code_near_busy_one() -> None:
     donors = q.codebook[:5]
     assert torch.cdist(q.codebook[5:6], donors).min().item() < 0.2
     assert q.usage.sum().item() == 0
+
+
+def test_posterior_scores_give_eq3_up_to_a_row_constant() -> None:
+    g = torch.Generator().manual_seed(0)
+    z, e = torch.randn(20, 5, generator=g), torch.randn(7, 5, generator=g)
+    torch.testing.assert_close(torch.log_softmax(posterior_scores(z, e), 1), posterior_log_probs(squared_distances(z, e)),
+                               atol=1e-5, rtol=1e-5)
