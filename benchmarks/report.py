@@ -240,7 +240,7 @@ def write_readme(
         "",
         f"![{names.figure_title}]({names.figure})",
         "",
-        "Every rate: [rates.md](rates.md). Per-cell rows: `rows/`. Trained models: `models/`.",
+        "Every rate: [rates.md](rates.md). Per-cell rows: `rows/`. Trained models: `models/` (on the machine that ran the sweep; too large for git, so a clone regenerates the figures only after a run).",
         "",
         "## Time per system (training all layers, evaluating all rates)",
         "",
