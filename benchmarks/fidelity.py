@@ -167,7 +167,7 @@ def inception_space(
             )
     except Exception as exc:  # no network, or a bad file: the run carries on without it
         return None, f"Inception rFID not available: could not load Inception weights ({type(exc).__name__}: {str(exc)[:120]})"
-    space = FeatureSpace("inception", ext, reference, batch_size=100, reference_stats=reference_stats)
+    space = FeatureSpace("inception", ext, reference, reference_stats=reference_stats)
     return space, "Inception rFID available"
 
 

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from hqa.system import CompressionSystem
 
-from .classifier import Classifier
+from .fidelity import FeatureSpace
 from .registry import LABELS, build_system
 from .store import ResultStore
 
@@ -37,11 +37,12 @@ HELD_OUT = 1000  # test images that pairs are drawn from; the rest is the refere
 
 @dataclass(frozen=True)
 class FigureData:
-    """What the figures need: the evaluation images and labels, the classifier, the seed."""
+    """What the figures need: the evaluation images and labels, the classifier's feature
+    space (the one the sweep's rFID and classification error use), the seed."""
 
     images: Tensor
     labels: Tensor
-    classifier: Classifier | None  # None: an unlabelled dataset (CelebA), pictures without classifier numbers
+    classifier: FeatureSpace | None  # None: an unlabelled dataset (CelebA), pictures without classifier numbers
     seed: int = 0
 
 
@@ -87,11 +88,11 @@ def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str]
     plt.close(fig)
 
 
-@torch.inference_mode()
-def _classify(classifier: Classifier, images: Tensor) -> tuple[Tensor, Tensor]:
-    """(max softmax probability [N], penultimate features [N, F])."""
-    feats = torch.cat([classifier.features(images[i : i + 500]) for i in range(0, len(images), 500)])
-    return torch.softmax(classifier.head(feats), dim=1).amax(dim=1), feats
+def _classify(space: FeatureSpace, images: Tensor) -> tuple[Tensor, Tensor]:
+    """(max softmax probability [N], penultimate features [N, F]) from the classifier space's
+    one pass (the same uint8 inputs and features as its rFID)."""
+    feats, logits = space.outputs(images)
+    return torch.softmax(logits, dim=1).amax(dim=1), feats
 
 
 def _nearest_distance(feats: Tensor, reference: Tensor) -> Tensor:

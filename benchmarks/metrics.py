@@ -98,7 +98,7 @@ def evaluate_system(
     out: list[Measurement] = []
     for layer, bits in enumerate(system.rates, start=1):
         x_hat, codes = reconstruct_all(system, images, layer, seed)
-        row = partial(_measurement, layer, bits)
+        row = partial(Measurement, layer, bits)
         out += [
             row(MSE, mse(images, x_hat)),
             row(EFFECTIVE_BITS, effective_bits(codes, system.config.codes(layer))),
@@ -111,12 +111,8 @@ def evaluate_system(
 
 def no_compression(images: Tensor, labels: Tensor, spaces: list[FeatureSpace]) -> list[Measurement]:
     """The "No Compression" row: the test images against themselves."""
-    row = partial(_measurement, 0, 0)
+    row = partial(Measurement, 0, 0)
     return [row(MSE, 0.0)] + image_metrics(images, labels, spaces, row)
-
-
-def _measurement(layer: int, bits: int, metric: str, value: float, feature_space: str = "") -> Measurement:
-    return Measurement(layer, bits, metric, value, feature_space)
 
 
 def t_interval(values: list[float] | Tensor, confidence: float = 0.95) -> tuple[float, float, float]:

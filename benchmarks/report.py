@@ -146,12 +146,13 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
-def figure_data(out: Path, data_root: str | None) -> FigureData:
+def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) -> FigureData:
     """The evaluation images and cached classifier a sweep in ``out`` used (from its run.json).
 
     Raises DataNotFoundError / ValueError when the data cannot be found.
     """
     from .classifier import load_or_train_classifier
+    from .fidelity import classifier_space
     from .run import load_dataset, read_limit, subset
 
     manifest = ResultStore(out).manifest()
@@ -159,16 +160,18 @@ def figure_data(out: Path, data_root: str | None) -> FigureData:
     train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False, limit=read_limit(profile))
     train = subset(train_full, profile.train_size, seed=0)
     test = subset(test_full, profile.eval_size, seed=1)
-    classifier = None
-    if bool((train.labels >= 0).all()):
-        classifier, _ = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=None)
-    return FigureData(test.images, test.labels, classifier)
+    space = None
+    if bool((train.labels >= 0).all()):  # the sweep's cached classifier (trained only if missing)
+        _, path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=cache_dir)
+        space = classifier_space(path, test.images)
+    return FigureData(test.images, test.labels, space)
 
 
-def write_reports(out: str | Path, data_root: str | None = None, figures: bool = True) -> None:
+def write_reports(out: str | Path, data_root: str | None = None, figures: bool = True, cache_dir: str | None = None) -> None:
     """Write every table, figure and the README of the sweep in ``out`` from its rows; with
     ``figures``, also the pictures made from its stored models (:mod:`benchmarks.figures`),
-    which need the test images (``data_root`` or $HQA_DATA_ROOT)."""
+    which need the test images (``data_root`` or $HQA_DATA_ROOT) and the sweep's cached
+    classifier (``cache_dir`` or $HQA_CACHE_DIR)."""
     out = Path(out)
     store = ResultStore(out)
     rows = store.rows()
@@ -194,7 +197,7 @@ def write_reports(out: str | Path, data_root: str | None = None, figures: bool =
     figures_md = None
     if figures:
         try:
-            figures_md = write_figures(out, manifest.get("dataset", "mnist"), figure_data(out, data_root))
+            figures_md = write_figures(out, manifest.get("dataset", "mnist"), figure_data(out, data_root, cache_dir))
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md)
@@ -257,9 +260,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("out", help="a sweep's output folder (e.g. results/mnist)")
     p.add_argument("--data-root", default=None, help="test images for the figures from stored models (default: $HQA_DATA_ROOT)")
     p.add_argument("--no-figures", action="store_true", help="tables and Figure 3 only")
+    p.add_argument("--cache-dir", default=None, help="where the sweep cached its classifier (default: $HQA_CACHE_DIR or ~/.cache/hqa-suite)")
     args = p.parse_args(argv)
     try:
-        write_reports(args.out, args.data_root, figures=not args.no_figures)
+        write_reports(args.out, args.data_root, figures=not args.no_figures, cache_dir=args.cache_dir)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -276,9 +276,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = {"system": "none", "seed": 0, **_row_context(ctx)}
         store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
 
-    # Longest tasks first (the VQ-VAE family trains 5 full-resolution models), so the
-    # workers finish together.
-    groups = sorted(share_groups(names, args.dataset), key=lambda g: (g != ["vqvae"], -len(g)))
+    # Longest tasks first (families of independent models, e.g. VQ-VAE, train every rate
+    # from pixels), so the workers finish together.
+    groups = sorted(
+        share_groups(names, args.dataset),
+        key=lambda g: (not build_system(g[0], args.dataset).independent_rates, -len(g)),
+    )
     tasks = [(g, s) for s in range(seeds) for g in groups]
     tasks = [(g, s) for g, s in tasks if not all(store.has_cell(n, s) for n in g)]
     skipped = len(names) * seeds - sum(len(g) for g, _ in tasks)
@@ -308,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_report:
         from .report import write_reports
 
-        write_reports(out, args.data_root)
+        write_reports(out, args.data_root, cache_dir=args.cache_dir)
     print(f"done in {wall / 60:.1f} min; results in {out}", file=sys.stderr)
     return 0
 

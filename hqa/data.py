@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -113,7 +114,6 @@ def _celeba_files(base: Path) -> tuple[list[Path], list[Path], str]:
 def _read_faces(files: list[Path], size: int) -> Tensor:
     """float [N, 3, size, size] in [0, 1]: centre square of side min(148, short side),
     resized with antialiasing (the usual CelebA 64x64 preprocessing)."""
-    import torch
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
 
@@ -141,8 +141,6 @@ def load_celeba(
     ``limit`` caps the images read per split (the full set is ~10 GB as float). Raises
     :class:`DataNotFoundError` when the folder is missing or holds no images.
     """
-    import torch
-
     base = resolve_root(root)
     train_files, test_files, layout = _celeba_files(base)
     if not train_files or not test_files:

@@ -53,7 +53,7 @@ class QuantizedAutoencoder(nn.Module):
         is rescaled to give z_e a per-channel std of ``latent_std`` over the batch, and the
         codebook is set to K of the resulting z_e (Quantizer.init_from_data).
         """
-        projection = self.encoder[-1].projection if isinstance(self.encoder, nn.Sequential) else self.encoder.projection
+        projection = _projection(self.encoder)
         z_e = self.encoder(inputs)
         std = z_e.std(dim=(0, 2, 3)).clamp_min(1e-8)  # [D]
         projection.weight.mul_((latent_std / std)[:, None, None, None])
@@ -91,6 +91,15 @@ class QuantizedAutoencoder(nn.Module):
         codebook = (config.entropy_weight * q.kl + config.commit_weight * q.commit).mean() / dims + q.vq
         loss = recon + codebook
         return loss, {"recon": recon.detach(), "kl": q.kl.detach().mean() / dims}
+
+
+def _projection(encoder: nn.Module) -> nn.Module:
+    """The last 1x1 projection of an encoder: the ``projection`` of its last block that has
+    one (a block itself, or the top block of a chain such as the VQ-VAE's)."""
+    blocks = [m for m in encoder.modules() if hasattr(m, "projection")]
+    if not blocks:
+        raise ValueError(f"{type(encoder).__name__} has no block with a `projection` layer to rescale")
+    return blocks[-1].projection
 
 
 def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:

@@ -7,6 +7,7 @@ import torch
 
 from baselines import VQVAE
 from benchmarks.classifier import train_classifier
+from benchmarks.fidelity import classifier_space
 from benchmarks.figures import FigureData, interpolations, reconstructions, stochastic_decodes
 from benchmarks.toy import MODES, ToySettings, panel_metrics, run_toy
 from hqa import HQA
@@ -28,7 +29,9 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, FigureD
         "vqvae": VQVAE(cfg.replace(quantizer="nearest", codebook_loss="vq")).fit(images, epochs=2, batch_size=8, seed=0, progress=False),
     }
     classifier = train_classifier(ImageSet(images, labels, "blobs"), epochs=2, seed=0, batch_size=8, progress=False)
-    return models, FigureData(images, labels, classifier)
+    path = tmp_path_factory.mktemp("clf") / "classifier.pt"
+    classifier.save(path)
+    return models, FigureData(images, labels, classifier_space(path, images))
 
 
 def test_figures_write_pictures_and_numbers(tiny_models: tuple[dict, FigureData], tmp_path: Path) -> None:
