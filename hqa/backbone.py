@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .activation import Mish
+
 
 class EncoderBlock(nn.Module):
     """[B, in_ch, H, W] -> [B, out_ch, H/s, W/s], s = ``stride`` (2, or 1 to keep the size).
@@ -27,9 +29,9 @@ class EncoderBlock(nn.Module):
         )
         self.net = nn.Sequential(
             first,
-            nn.Mish(),
+            Mish(),
             nn.Conv2d(width, width, kernel_size=3, padding=1),
-            nn.Mish(),
+            Mish(),
             nn.Conv2d(width, out_ch, kernel_size=1),
         )
         self.to(memory_format=torch.channels_last)  # ~1.5x faster convs on CPU (oneDNN), measured
@@ -58,10 +60,10 @@ class DecoderBlock(nn.Module):
         super().__init__()
         layers: list[nn.Module] = [
             nn.Conv2d(in_ch, width, kernel_size=3, padding=1),
-            nn.Mish(),
+            Mish(),
             nn.Upsample(scale_factor=2, mode="nearest") if stride == 2 else nn.Identity(),
             nn.Conv2d(width, width, kernel_size=3, padding=1),
-            nn.Mish(),
+            Mish(),
             nn.Conv2d(width, out_ch, kernel_size=out_kernel, padding=out_kernel // 2),
         ]
         if sigmoid:

@@ -16,13 +16,12 @@ lets ``torch.compile`` fuse that element-wise work into a few kernels.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
-from typing import Any, Callable
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .compiled import Compiled
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
@@ -44,20 +43,26 @@ def posterior_log_probs(distances: Tensor) -> Tensor:
     return torch.log_softmax(-distances, dim=1)
 
 
-def gumbel_noise(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard Gumbel noise of ``shape`` on ``like``'s device and dtype.
-
-    The uniforms are drawn and clamped exactly as torch.distributions' RelaxedOneHotCategorical
-    draws them, so both give the same sample for the same random state.
-    """
+def gumbel_uniforms(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """The uniforms behind Gumbel noise of ``shape``, on ``like``'s device and dtype, drawn
+    exactly as torch.distributions' RelaxedOneHotCategorical draws them (same random state,
+    same sample). Turned into noise by :func:`gumbel_from_uniforms`, inside the fused pass."""
     device = generator.device if generator is not None else like.device
-    u = torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
-    eps = torch.finfo(like.dtype).eps
-    u = u.clamp_(min=eps, max=1 - eps)
-    return -torch.log(-torch.log(u))
+    return torch.rand(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
 
 
-def relaxed_sample(log_q: Tensor, noise: Tensor, temperature: float) -> Tensor:
+def gumbel_from_uniforms(u: Tensor) -> Tensor:
+    """Standard Gumbel noise -log(-log u), with u clamped as torch.distributions clamps it."""
+    eps = torch.finfo(u.dtype).eps
+    return -torch.log(-torch.log(u.clamp(min=eps, max=1 - eps)))
+
+
+def gumbel_noise(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard Gumbel noise of ``shape`` on ``like``'s device and dtype (see :func:`gumbel_uniforms`)."""
+    return gumbel_from_uniforms(gumbel_uniforms(shape, like, generator))
+
+
+def relaxed_sample(log_q: Tensor, noise: Tensor, temperature: float | Tensor) -> Tensor:
     """Gumbel-softmax sample (Jang et al.; Maddison et al.) of q: [N, K] -> soft one-hot [N, K]."""
     return torch.softmax((log_q + noise) / temperature, dim=1)
 
@@ -84,21 +89,30 @@ def vq_loss(z_e: Tensor, e_z: Tensor, beta: float) -> Tensor:
 
 
 def gumbel_terms(
-    z: Tensor, codebook: Tensor, noise: Tensor, temperature: float, with_terms: bool = True
+    z: Tensor, codebook: Tensor, uniforms: Tensor, temperature: float | Tensor, with_terms: bool = True
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     """One pass over the [N, K] distances: (z_q [N, D], hard indices [N], kl [N], commit [N]).
 
-    z_q is the Gumbel-softmax sample of Eq. 3 times the codebook; ``kl``/``commit`` are
-    Eq. 4's terms (None when ``with_terms`` is False: the Eq. 2 variants never use them).
-    Written with plain autograd ops so that ``torch.compile`` can fuse the element-wise
-    work; eager autograd is faster here than a hand-written backward was (measured).
+    ``uniforms`` [N, K] (:func:`gumbel_uniforms`) become the Gumbel noise here, so a compiled
+    pass fuses the two logs with the rest. z_q is the Gumbel-softmax sample of Eq. 3 times
+    the codebook; ``kl``/``commit`` are Eq. 4's terms (None when ``with_terms`` is False: the
+    Eq. 2 variants never use them). ``temperature`` may be a 0-dim tensor, so that a compiled
+    pass is not specialised (recompiled) for every value of the annealing schedule.
+    Plain autograd ops, so that ``torch.compile`` can fuse the element-wise work; eager
+    autograd is faster here than a hand-written backward was (measured).
     """
+    noise = gumbel_from_uniforms(uniforms)
     dist = squared_distances(z, codebook)
     log_q = posterior_log_probs(dist)
     y = relaxed_sample(log_q, noise, temperature)
     indices = (log_q + noise).argmax(dim=1)  # the hard code of the same sample
     kl, commit = probabilistic_terms(log_q, dist) if with_terms else (None, None)
     return y @ codebook, indices, kl, commit
+
+
+# The fused training pass, compiled once per process: static for the first shape, then one
+# dynamic kernel for the other layers' shapes.
+_COMPILED_TERMS = Compiled(gumbel_terms)
 
 
 def categorical_sample(scores: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -112,24 +126,6 @@ def categorical_sample(scores: Tensor, generator: torch.Generator | None) -> Ten
     u = torch.rand(scores.shape[0], 1, generator=generator, device=device).to(scores.device)
     picks = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
     return picks.clamp_max_(scores.shape[1] - 1).squeeze(1)
-
-
-class _CompiledTerms:
-    """``torch.compile`` of :func:`gumbel_terms`, falling back to eager (with one warning)
-    when compilation is unavailable (no C++ compiler, unsupported platform)."""
-
-    def __init__(self) -> None:
-        self.fn: Callable[..., Any] | None = None
-
-    def __call__(self, *args: Any) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-        if self.fn is None:
-            try:
-                self.fn = torch.compile(gumbel_terms, dynamic=False)
-                return self.fn(*args)
-            except Exception as exc:  # compilation fails at the first call
-                warnings.warn(f"torch.compile unavailable ({type(exc).__name__}); using eager quantizer", stacklevel=2)
-                self.fn = gumbel_terms
-        return self.fn(*args)
 
 
 @dataclass
@@ -166,7 +162,7 @@ class Quantizer(nn.Module):
             raise ValueError(f"unknown codebook loss {loss!r}; expected 'probabilistic' or 'vq'")
         self.mode = mode
         self.loss = loss
-        self.compiled: _CompiledTerms | None = None  # set by use_compile(True)
+        self.compiled = False  # set by use_compile(True)
         self.beta = beta
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim))
         # Code-usage counts since the last reset check; kept on the device (no host sync).
@@ -183,7 +179,7 @@ class Quantizer(nn.Module):
     def use_compile(self, enabled: bool) -> None:
         """Run the training pass through ``torch.compile`` (fused kernels; compiled once per
         input shape, eager fallback) or eagerly."""
-        self.compiled = _CompiledTerms() if enabled else None
+        self.compiled = enabled
 
     # ---- test time ----
     def quantize(self, z_e: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -210,9 +206,10 @@ class Quantizer(nn.Module):
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # [N, D]
         kl = commit = vq = flat.new_zeros(())
         if self.stochastic:  # Section 5.1: Gumbel-softmax sample of Eq. 3
-            noise = gumbel_noise((flat.shape[0], self.size), flat, generator)
-            terms = self.compiled or gumbel_terms
-            z_q_flat, indices, kl, commit = terms(flat, self.codebook, noise, temperature, self.loss == "probabilistic")
+            uniforms = gumbel_uniforms((flat.shape[0], self.size), flat, generator)
+            terms = _COMPILED_TERMS if self.compiled else gumbel_terms
+            temp = torch.tensor(temperature, dtype=flat.dtype, device=flat.device)
+            z_q_flat, indices, kl, commit = terms(flat, self.codebook, uniforms, temp, self.loss == "probabilistic")
         else:  # nearest code, straight-through gradients (VQ-VAE)
             dist = squared_distances(flat, self.codebook)
             indices = dist.argmin(dim=1)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .compiled import use_compile
 from .checks import check_codes, check_continuous, check_images, check_layer
 from .config import HQAConfig
 from .layer import QuantizedAutoencoder
@@ -177,8 +178,8 @@ class CompressionSystem(nn.Module):
         ``images``: [N, C, H, W] in [0, 1]. ``epochs``: one int, or one per layer.
         ``layers=k`` trains the bottom k only. Layer k's initialisation and batches come
         from ``seed`` and k alone, so a layer trained here equals one trained elsewhere.
-        ``compile=True`` runs the quantizer's training pass through ``torch.compile``
-        (same values; faster once compiled, which costs ~15 s per layer on a CPU).
+        ``compile=True`` switches the model to its fused, ``torch.compile``d kernels
+        (quantizer pass, Mish; see :meth:`use_compile`) for this training and afterwards.
         """
         check_images(images, self.config.channels, self.config.image_size)
         top = self.num_layers if layers is None else layers
@@ -188,15 +189,19 @@ class CompressionSystem(nn.Module):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         dev = resolve_device(device)
         self.to(dev)
+        self.use_compile(compile)
         for k in range(self.trained_layers + 1, top + 1):
             start = time.perf_counter()
-            self._quantizer(k).use_compile(compile)
-            try:
-                log = self._fit_layer(k, images, epochs_per[k - 1], batch_size, seed, dev, progress)
-            finally:
-                self._quantizer(k).use_compile(False)
+            log = self._fit_layer(k, images, epochs_per[k - 1], batch_size, seed, dev, progress)
             self.trained.fill_(k)
             self.fit_log.append({"layer": k, "seconds": time.perf_counter() - start, **log})
+        return self
+
+    def use_compile(self, enabled: bool) -> "CompressionSystem":
+        """Run the fused ``torch.compile`` kernels (quantizer training pass, Mish) from now
+        on, or (False) PyTorch's eager ones. Same values to float rounding; compiling costs
+        ~10-20 s once per process, and falls back to eager (one warning) where it fails."""
+        use_compile(self, enabled)
         return self
 
     # ---- persistence ----

@@ -5,12 +5,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hqa import quantize
+from hqa import compiled
 from hqa.quantize import (
     Quantizer,
     categorical_sample,
     gumbel_noise,
     gumbel_terms,
+    gumbel_uniforms,
     posterior_log_probs,
     posterior_scores,
     probabilistic_terms,
@@ -53,9 +54,9 @@ def _terms_and_grads(fn, dtype=torch.float64):
     g = torch.Generator().manual_seed(0)
     z = torch.randn(40, 6, generator=g, dtype=dtype, requires_grad=True)
     e = torch.randn(9, 6, generator=g, dtype=dtype, requires_grad=True)
-    noise = gumbel_noise((40, 9), z, torch.Generator().manual_seed(1))
+    uniforms = gumbel_uniforms((40, 9), z, torch.Generator().manual_seed(1))
     w = [torch.randn(40, 6, generator=g, dtype=dtype), torch.randn(40, generator=g, dtype=dtype), torch.randn(40, generator=g, dtype=dtype)]
-    z_q, idx, kl, commit = fn(z, e, noise, 0.5, True)
+    z_q, idx, kl, commit = fn(z, e, uniforms, torch.tensor(0.5, dtype=dtype), True)
     loss = (z_q * w[0]).sum() + (kl * w[1]).sum() + (commit * w[2]).sum()
     return (z_q, idx, kl, commit, *torch.autograd.grad(loss, (z, e)))
 
@@ -66,8 +67,8 @@ def test_gumbel_terms_equal_torch_distributions() -> None:
     g = torch.Generator().manual_seed(0)
     z, e = torch.randn(30, 4, generator=g), torch.randn(8, 4, generator=g)
     torch.manual_seed(5)
-    noise = gumbel_noise((30, 8), z, None)
-    z_q, idx, kl, commit = gumbel_terms(z, e, noise, 0.7)
+    uniforms = gumbel_uniforms((30, 8), z, None)
+    z_q, idx, kl, commit = gumbel_terms(z, e, uniforms, 0.7)
     dist = torch.cdist(z, e) ** 2
     torch.manual_seed(5)
     post = torch.distributions.RelaxedOneHotCategorical(torch.tensor(0.7), logits=-dist)
@@ -82,7 +83,7 @@ def test_gumbel_terms_equal_torch_distributions() -> None:
 
 def test_eq2_variants_skip_eq4_terms() -> None:
     z, e = torch.randn(5, 3), torch.randn(4, 3)
-    _, _, kl, commit = gumbel_terms(z, e, torch.zeros(5, 4), 0.5, with_terms=False)
+    _, _, kl, commit = gumbel_terms(z, e, torch.rand(5, 4), 0.5, with_terms=False)
     assert kl is None and commit is None
 
 
@@ -92,10 +93,11 @@ def test_compile_fallback_gives_eager_values(monkeypatch) -> None:
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler")
 
-    monkeypatch.setattr(quantize.torch, "compile", broken)
-    compiled = quantize._CompiledTerms()
-    with pytest.warns(UserWarning, match="torch.compile unavailable"):
-        got = _terms_and_grads(compiled)
+    monkeypatch.setattr(compiled.torch, "compile", broken)
+    terms = compiled.Compiled(gumbel_terms)
+    with pytest.warns(UserWarning, match="torch.compile unavailable for gumbel_terms"):
+        got = _terms_and_grads(terms)
+    assert terms.failed
     for a, b in zip(got, _terms_and_grads(gumbel_terms)):
         torch.testing.assert_close(a, b)
 
@@ -103,8 +105,25 @@ def test_compile_fallback_gives_eager_values(monkeypatch) -> None:
 @pytest.mark.slow
 def test_compiled_terms_equal_eager() -> None:
     """The torch.compile path (fused kernels) gives the eager values and gradients."""
-    for a, b in zip(_terms_and_grads(quantize._CompiledTerms(), torch.float32), _terms_and_grads(gumbel_terms, torch.float32)):
+    terms = compiled.Compiled(gumbel_terms)
+    for a, b in zip(_terms_and_grads(terms, torch.float32), _terms_and_grads(gumbel_terms, torch.float32)):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert not terms.failed
+
+
+@pytest.mark.slow
+def test_compiled_quantizer_is_not_recompiled_as_the_temperature_anneals() -> None:
+    """The annealed temperature is a tensor input of the compiled pass, not a constant baked
+    into it: a new temperature every step must not trigger a recompilation."""
+    q = Quantizer(16, 4, "gumbel", "probabilistic")
+    q.use_compile(True)
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    q(z, 0.4, gen).z_q.sum().backward()  # compiles
+    with torch.compiler.set_stance("fail_on_recompile"):
+        for temperature in (0.3, 0.2, 0.1):
+            out = q(z, temperature, gen)
+            (out.z_q.sum() + out.kl.sum()).backward()
 
 
 def test_categorical_sample_frequencies_and_support() -> None:
