@@ -33,6 +33,9 @@ class Profile:
     classifier_epochs: int
     description: str
     independent_steps: int | None = None
+    # Run the fused torch.compile kernels (quantizer pass, Mish): worth their ~30 s of
+    # compiling per worker process on any real run, not on a seconds-long wiring check.
+    compile: bool = True
 
     def layer_steps(self, num_layers: int, independent: bool = False) -> tuple[int, ...]:
         """Steps asked for each of ``num_layers`` layers (the last entry of ``steps`` repeats for
@@ -69,6 +72,7 @@ PROFILES: dict[str, Profile] = {
             eval_size=256,
             classifier_epochs=1,
             description="seconds: wiring check for CI, numbers meaningless",
+            compile=False,
         ),
         Profile(
             name="quick",

@@ -24,6 +24,7 @@ import torch
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from hqa.allocator import keep_freed_memory
 from hqa.data import DataNotFoundError, ImageSet, load_celeba, load_mnist
 from hqa.system import CompressionSystem, resolve_device
 
@@ -74,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--inception-weights", default=None, help="local torch-fidelity Inception-v3 weights file")
     p.add_argument("--no-inception", action="store_true", help="skip Inception rFID (no download attempt)")
     p.add_argument("--cache-dir", default=None, help="where the classifier is cached (default: $HQA_CACHE_DIR or ~/.cache/hqa-suite)")
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the quantizer's training pass (fused kernels; ~15 s to compile per layer)")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="fused torch.compile kernels for the quantizer and Mish (same values; ~30 s of compiling per "
+                        "worker; eager fallback where compilation fails); default: the profile's choice")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
     return p
 
@@ -154,7 +156,7 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
         model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress,
                   compile=ctx.compile)
         model.save(store.model_path(name, seed))
-    return model
+    return model.use_compile(ctx.compile)  # evaluation too (a loaded model starts eager)
 
 
 def _spaces(ctx: Context) -> list[FeatureSpace]:
@@ -170,9 +172,16 @@ def _spaces(ctx: Context) -> list[FeatureSpace]:
     return spaces
 
 
+def configure_worker(threads: int) -> None:
+    """This process's CPU settings for a task: its share of the cores (jobs x threads <=
+    cores), and freed memory kept for the next step (:mod:`hqa.allocator`)."""
+    torch.set_num_threads(threads)
+    keep_freed_memory()
+
+
 def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
     """Train and evaluate the unfinished cells of one sharing group for one seed."""
-    torch.set_num_threads(ctx.threads)
+    configure_worker(ctx.threads)
     store = ResultStore(ctx.out)
     todo = [n for n in group if not store.has_cell(n, seed)]
     if not todo:
@@ -217,6 +226,7 @@ def machine_description() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     started = time.time()
+    keep_freed_memory()
     try:
         names = parse_systems(args.systems)
         if args.dataset not in DATASETS:
@@ -268,8 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         spaces += [space] if space is not None else []
         print(inception_note, file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if device == "cpu" else 1
+    compile = profile.compile if args.compile is None else args.compile
     ctx = Context(str(out), args.dataset, profile, train, test, classifier_path, args.inception_weights,
-                  {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, args.compile, manifest)
+                  {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, compile, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
@@ -299,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "systems": names,
         "seeds": seeds,
         "jobs": args.jobs,
+        "threads_per_job": threads,
+        "compiled": compile,
         "device": device,
         "machine": machine_description(),
         "wall_seconds": round(wall, 1),
