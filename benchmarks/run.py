@@ -54,6 +54,7 @@ class Context:
     threads: int
     progress: bool
     compile: bool
+    mixed_precision: bool
     manifest: dict[str, Any]
 
 
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="fused torch.compile kernels for the quantizer and Mish (same values; ~30 s of compiling per "
                         "worker; eager fallback where compilation fails); default: the profile's choice")
+    p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                   help="train under bfloat16 autocast (quantizer kept in float32; evaluation float32); default: on CUDA only")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
     return p
 
@@ -154,7 +157,7 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
     epochs = ctx.profile.epochs(len(ctx.train), model.num_layers, independent=model.independent_rates)
     for k in range(model.trained_layers + 1, model.num_layers + 1):
         model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress,
-                  compile=ctx.compile)
+                  compile=ctx.compile, mixed_precision=ctx.mixed_precision)
         model.save(store.model_path(name, seed))
     return model.use_compile(ctx.compile)  # evaluation too (a loaded model starts eager)
 
@@ -258,11 +261,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     store = ResultStore(out)
     try:
-        store.claim(manifest)
+        note = store.claim(manifest)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
+    if note:
+        print(note, file=sys.stderr)
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
     classifier_path: str | None = None
     spaces = []
@@ -279,8 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(inception_note, file=sys.stderr)
     threads = max(1, (os.cpu_count() or 1) // args.jobs) if device == "cpu" else 1
     compile = profile.compile if args.compile is None else args.compile
+    auto_mixed = device.startswith("cuda") and torch.cuda.is_bf16_supported()  # bfloat16 needs Ampere or later
+    mixed = auto_mixed if args.mixed_precision is None else args.mixed_precision
     ctx = Context(str(out), args.dataset, profile, train, test, classifier_path, args.inception_weights,
-                  {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, compile, manifest)
+                  {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, compile, mixed, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
@@ -312,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "jobs": args.jobs,
         "threads_per_job": threads,
         "compiled": compile,
+        "mixed_precision": mixed,
         "device": device,
         "machine": machine_description(),
         "wall_seconds": round(wall, 1),

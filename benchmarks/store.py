@@ -7,8 +7,8 @@ Layout of an output folder::
     rows/no-compression.csv   the "No Compression" row
     models/<system>-seed<k>.pt trained models (evaluation can be redone without training)
 
-A cell whose CSV exists is finished and never recomputed; a folder made by another profile,
-dataset or code version is refused rather than mixed.
+A cell whose CSV exists is finished and never recomputed; a folder made by another profile
+or dataset is refused rather than mixed, and rows of an older code version are moved aside.
 """
 
 from __future__ import annotations
@@ -74,11 +74,13 @@ class ResultStore:
         self.models_dir = self.root / "models"
 
     # ---- the manifest ----
-    def claim(self, manifest: dict[str, Any]) -> None:
+    def claim(self, manifest: dict[str, Any]) -> str | None:
         """Record what this folder's rows are made with, or refuse a folder made otherwise.
 
-        Raises ValueError naming the differing keys when ``manifest`` disagrees with the
-        folder's existing ``run.json``.
+        Rows of an older code version (the same run otherwise) can never be resumed, so they
+        are moved aside to ``stale-<version>/`` (rows, models, run log), not mixed and not
+        deleted; the returned note says so. Raises ValueError naming the differing keys when
+        ``manifest`` disagrees with the folder's ``run.json`` in anything else.
         """
         path = self.root / "run.json"
         if path.exists():
@@ -87,11 +89,25 @@ class ResultStore:
             except json.JSONDecodeError:
                 raise ValueError(f"{path} is corrupt; remove it or choose another --out") from None
             diff = sorted(k for k in manifest if old.get(k) != manifest[k])
+            if diff == ["code_version"]:
+                note = self._set_aside(str(old.get("code_version")))
+                atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+                return note
             if diff:
                 detail = ", ".join(f"{k}: {old.get(k)!r} here, {manifest[k]!r} now" for k in diff)
                 raise ValueError(f"{self.root} holds rows of another run ({detail}); choose another --out")
-            return
+            return None
         atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        return None
+
+    def _set_aside(self, version: str) -> str:
+        """Move the rows, models and run log of code version ``version`` to ``stale-<version>/``."""
+        dest = self.root / f"stale-{version}"
+        dest.mkdir(exist_ok=True)
+        for name in ("rows", "models", "run.json", "runs.jsonl"):
+            if (self.root / name).exists():
+                os.replace(self.root / name, dest / name)
+        return f"{self.root} held rows of code version {version}; moved them to {dest} and starting afresh"
 
     def manifest(self) -> dict[str, Any]:
         path = self.root / "run.json"

@@ -128,6 +128,11 @@ def categorical_sample(scores: Tensor, generator: torch.Generator | None) -> Ten
     return picks.clamp_max_(scores.shape[1] - 1).squeeze(1)
 
 
+def _at_least_float32(x: Tensor) -> Tensor:
+    """``x`` in float32 when it is in a lower precision (autocast's bfloat16/float16), else as is."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 @dataclass
 class QuantizeOutput:
     """What a training-time quantization returns.
@@ -189,8 +194,9 @@ class Quantizer(nn.Module):
         ``generator`` is given. Nearest mode: always the nearest code.
         """
         b, d, h, w = z_e.shape
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-        scores = posterior_scores(flat, self.codebook)
+        flat = _at_least_float32(z_e.permute(0, 2, 3, 1).reshape(-1, d))
+        with torch.autocast(z_e.device.type, enabled=False):  # float32 scores: see forward
+            scores = posterior_scores(flat, self.codebook)
         if self.stochastic and generator is not None:
             return categorical_sample(scores, generator).view(b, h, w)
         return scores.argmax(dim=1).view(b, h, w)
@@ -201,7 +207,16 @@ class Quantizer(nn.Module):
 
     # ---- training ----
     def forward(self, z_e: Tensor, temperature: float, generator: torch.Generator | None) -> QuantizeOutput:
-        """Quantize for training: one pass over the [N, K] distances gives everything."""
+        """Quantize for training: one pass over the [N, K] distances gives everything.
+
+        Always float32, also under mixed precision: ||z||^2 + ||e||^2 - 2 z.e cancels, and in
+        bfloat16 (8 bits of mantissa) the distances between nearby codes would be noise, and
+        with them q, its entropy and the sample.
+        """
+        with torch.autocast(z_e.device.type, enabled=False):
+            return self._forward(_at_least_float32(z_e), temperature, generator)
+
+    def _forward(self, z_e: Tensor, temperature: float, generator: torch.Generator | None) -> QuantizeOutput:
         b, d, h, w = z_e.shape
         flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)  # [N, D]
         kl = commit = vq = flat.new_zeros(())

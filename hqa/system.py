@@ -73,6 +73,7 @@ class CompressionSystem(nn.Module):
         self.config = config
         self.register_buffer("trained", torch.zeros((), dtype=torch.long))
         self.fit_log: list[dict[str, Any]] = []
+        self.autocast_dtype: torch.dtype | None = None  # set by fit(mixed_precision=...)
 
     # ---- what subclasses supply ----
     def _z_e(self, x: Tensor, layer: int) -> Tensor:
@@ -172,6 +173,7 @@ class CompressionSystem(nn.Module):
         layers: int | None = None,
         progress: bool = True,
         compile: bool = False,
+        mixed_precision: bool = False,
     ) -> "CompressionSystem":
         """Train layers bottom first; layers already trained (e.g. loaded) are kept.
 
@@ -180,6 +182,9 @@ class CompressionSystem(nn.Module):
         from ``seed`` and k alone, so a layer trained here equals one trained elsewhere.
         ``compile=True`` switches the model to its fused, ``torch.compile``d kernels
         (quantizer pass, Mish; see :meth:`use_compile`) for this training and afterwards.
+        ``mixed_precision=True`` trains under bfloat16 autocast (for GPUs: convolutions in
+        bfloat16, which needs no loss scaling; the quantizer stays float32). Evaluation is
+        always float32.
         """
         check_images(images, self.config.channels, self.config.image_size)
         top = self.num_layers if layers is None else layers
@@ -190,6 +195,7 @@ class CompressionSystem(nn.Module):
         dev = resolve_device(device)
         self.to(dev)
         self.use_compile(compile)
+        self.autocast_dtype = torch.bfloat16 if mixed_precision else None
         for k in range(self.trained_layers + 1, top + 1):
             start = time.perf_counter()
             log = self._fit_layer(k, images, epochs_per[k - 1], batch_size, seed, dev, progress)
@@ -262,5 +268,6 @@ class CompressionSystem(nn.Module):
             code_reset=self.config.code_reset,
             desc=f"{self.kind} layer {k}/{self.num_layers}",
             progress=progress,
+            autocast_dtype=self.autocast_dtype,
         )
         return {"steps": steps, "batch_size": batch_size, **diag}

@@ -7,6 +7,7 @@ linearly towards 0 over the stage (Section 5.1), code resetting every few steps
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -79,12 +80,15 @@ def train_stage(
     code_reset: bool = False,
     desc: str = "train",
     progress: bool = True,
+    autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Train ``module``'s parameters on ``data`` [N, ...] for ``schedule.steps`` steps.
 
     ``step_loss`` computes the loss of one batch (already on the module's device).
     ``quantizer``'s usage counts are cleared every ``reset_every`` steps, and its dead codes
-    moved first when ``code_reset`` is set. Returns the last logged diagnostics.
+    moved first when ``code_reset`` is set. ``autocast_dtype`` (e.g. bfloat16) runs the
+    forward pass under ``torch.autocast`` (mixed precision: convolutions in that dtype; the
+    quantizer keeps float32, see :meth:`Quantizer.forward`). Returns the last logged diagnostics.
     """
     device = next(module.parameters()).device
     params = [p for p in module.parameters() if p.requires_grad]
@@ -100,7 +104,8 @@ def train_stage(
         batch = data[idx.to(data.device)]
         if not data_on_device:
             batch = batch.to(device, non_blocking=True)
-        loss, diag = step_loss(batch, schedule.temperature(step), generator)
+        with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+            loss, diag = step_loss(batch, schedule.temperature(step), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, schedule.grad_clip)

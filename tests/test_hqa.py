@@ -37,6 +37,25 @@ def test_loss_falls_on_tiny_data(tiny_config: HQAConfig, tiny_images: torch.Tens
     assert after < 0.5 * before
 
 
+def test_mixed_precision_trains_with_a_float32_quantizer(tiny_config: HQAConfig, tiny_images: torch.Tensor) -> None:
+    """bfloat16 autocast (the GPU setting; CPU autocast here) trains every layer; the loss
+    falls, and the quantizer's distances and sample stay float32."""
+    model = HQA(tiny_config)
+    before = ((model.reconstruct(tiny_images, 1) - tiny_images) ** 2).mean()
+    model.fit(tiny_images, epochs=[80, 2, 2], batch_size=16, seed=0, progress=False, mixed_precision=True)
+    after = ((model.reconstruct(tiny_images, 1) - tiny_images) ** 2).mean()
+    assert model.trained_layers == 3 and after < 0.5 * before
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    quantizer = model.layer(1).quantizer
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z_e = model.layer(1).encoder(tiny_images[:4])
+        assert z_e.dtype == torch.bfloat16  # the convolutions run in bfloat16 ...
+        out = quantizer(z_e, 0.5, torch.Generator().manual_seed(0))
+    assert out.z_q.dtype == torch.float32 and out.kl.dtype == torch.float32  # ... the quantizer does not
+    expected = quantizer(z_e.float(), 0.5, torch.Generator().manual_seed(0))
+    assert torch.equal(out.indices, expected.indices)
+
+
 def test_fit_is_deterministic_under_a_seed(tiny_config: HQAConfig, tiny_images: torch.Tensor) -> None:
     a = HQA(tiny_config, seed=1).fit(tiny_images, epochs=1, batch_size=16, seed=3, progress=False)
     b = HQA(tiny_config, seed=2).fit(tiny_images, epochs=1, batch_size=16, seed=3, progress=False)

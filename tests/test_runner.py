@@ -1,5 +1,6 @@
 """The sweep runner's command line: clear errors, resumption, reports from rows."""
 
+import json
 import os
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def test_smoke_sweep_resumes_and_refuses_other_profiles(tmp_path: Path, capsys: 
     argv = ["--profile", "smoke", "--systems", "hams,hams-mse", "--seeds", "1", "--jobs", "1",
             "--data-root", str(SHARED_MNIST), "--out", str(out), "--no-inception"]
     assert run.main(argv) == 0
+    log = json.loads((out / "runs.jsonl").read_text().splitlines()[-1])
+    assert log["compiled"] is False and log["threads_per_job"] == os.cpu_count()  # smoke: eager, one job
     rows = pd.read_csv(out / "rows" / "hams-mse-seed0.csv", keep_default_na=False)
     assert set(rows["layer"]) == {0, 1, 2, 3, 4, 5}
     assert set(rows[rows["layer"] == 5]["bits"]) == {8}

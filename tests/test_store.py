@@ -1,0 +1,53 @@
+"""The result store: atomic rows, and a folder's manifest guarding against mixed runs."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.store import ResultStore
+
+MANIFEST = {"profile": "quick", "dataset": "mnist", "train_size": 5000, "code_version": "aaa"}
+
+
+def _row(version: str) -> dict:
+    return {"system": "hqa", "seed": 0, "layer": 1, "bits": 2048, "metric": "mse", "feature_space": "",
+            "value": 0.5, "profile": "quick", "dataset": "mnist", "train_size": 5000, "code_version": version}
+
+
+def test_rows_round_trip_and_same_run_resumes(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    assert store.claim(MANIFEST) is None
+    store.write_rows(store.cell_path("hqa", 0), [_row("aaa")])
+    assert store.claim(MANIFEST) is None  # the same run: resumed, nothing moved
+    assert store.has_cell("hqa", 0)
+    rows = store.rows()
+    assert len(rows) == 1 and rows["value"].item() == 0.5 and rows["feature_space"].item() == ""
+
+
+def test_older_code_version_is_set_aside_not_mixed(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.claim(MANIFEST)
+    store.write_rows(store.cell_path("hqa", 0), [_row("aaa")])
+    store.model_path("hqa", 0).parent.mkdir(parents=True)
+    store.model_path("hqa", 0).write_bytes(b"weights")
+    note = store.claim({**MANIFEST, "code_version": "bbb"})
+    assert note is not None and "stale-aaa" in note
+    assert not store.has_cell("hqa", 0) and not store.model_path("hqa", 0).exists()
+    stale = tmp_path / "stale-aaa"
+    assert pd.read_csv(stale / "rows" / "hqa-seed0.csv")["code_version"].item() == "aaa"
+    assert (stale / "models" / "hqa-seed0.pt").read_bytes() == b"weights"
+    assert store.manifest()["code_version"] == "bbb"
+
+
+def test_another_profile_is_refused(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.claim(MANIFEST)
+    with pytest.raises(ValueError, match="holds rows of another run.*profile"):
+        store.claim({**MANIFEST, "profile": "paper", "code_version": "bbb"})
+
+
+def test_corrupt_manifest_is_named(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text("{not json")
+    with pytest.raises(ValueError, match="run.json is corrupt"):
+        ResultStore(tmp_path).claim(MANIFEST)
