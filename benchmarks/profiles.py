@@ -42,7 +42,7 @@ class Profile:
         deeper stacks, e.g. CelebA's 7), for a hierarchy or (``independent``) a family of models."""
         if independent and self.independent_steps is not None:
             return (self.independent_steps,) * num_layers
-        return tuple(self.steps[min(k, len(self.steps) - 1)] for k in range(num_layers))
+        return per_layer_steps(self.steps, num_layers)
 
     def epochs(self, n_train: int, num_layers: int, independent: bool = False) -> list[int]:
         """Epochs per layer giving at least the asked steps in full batches of ``n_train`` images."""
@@ -50,6 +50,11 @@ class Profile:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def per_layer_steps(steps: Sequence[int], num_layers: int) -> tuple[int, ...]:
+    """``steps`` for a stack of ``num_layers``: the last entry repeats for deeper stacks."""
+    return tuple(steps[min(k, len(steps) - 1)] for k in range(num_layers))
 
 
 def whole_epochs(steps: Sequence[int], n_train: int, batch_size: int) -> tuple[list[int], list[int]]:

@@ -23,11 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
 from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_interval  # noqa: E402
 from .figures import FigureData, write_figures  # noqa: E402
-from .profiles import get_profile, whole_epochs  # noqa: E402
+from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
 from .registry import LABELS  # noqa: E402
 from .store import ResultStore  # noqa: E402
 
@@ -208,12 +209,18 @@ def _steps_run(manifest: dict) -> str:
     train whole epochs), and those of each independent model (VQ-VAE) when budgeted apart."""
     try:
         n, batch = int(manifest["train_size"]), int(manifest["batch_size"])
-        text = f"{whole_epochs(manifest['steps'], n, batch)[1]} optimizer steps per layer at batch {batch}"
+        layers = HQAConfig.preset(manifest["dataset"]).num_layers
+        steps = per_layer_steps(manifest["steps"], layers)
+        text = f"{whole_epochs(steps, n, batch)[1]} optimizer steps per layer at batch {batch}"
         if manifest.get("independent_steps"):
             text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, batch)[1][0]} steps"
         return text
     except (KeyError, TypeError, ValueError):
         return "?"
+
+
+def _yes_no(flag: object) -> str:
+    return {True: "yes", False: "no"}.get(flag, "not recorded")  # type: ignore[call-overload]
 
 
 def write_readme(
@@ -233,7 +240,9 @@ def write_readme(
         f"{_steps_run(manifest)}; seeds {last.get('seeds', '?')}",
         f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
         + f"; evaluated on {manifest.get('eval_size')} test images",
-        f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')}; device {last.get('device', '?')}",
+        f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')} x {last.get('threads_per_job', '?')} threads; "
+        f"device {last.get('device', '?')}; fused compiled kernels: {_yes_no(last.get('compiled'))}; "
+        f"mixed precision: {_yes_no(last.get('mixed_precision'))}",
         f"- Wall time of the last invocation: {last.get('wall_seconds', 0) / 60:.1f} min"
         + (f" ({last['note']})" if last.get("note") else ""),
         f"- Code version: `{manifest.get('code_version')}`",
