@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fused torch.compile kernels for the quantizer and Mish (same values; ~30 s of compiling per "
                         "worker; eager fallback where compilation fails); default: the profile's choice")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                   help="train under bfloat16 autocast (quantizer kept in float32; evaluation float32); default: on CUDA only")
+                   help="train under bfloat16 autocast (quantizer kept in float32; evaluation float32); default: on CUDA devices with bfloat16 support")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
     return p
 

@@ -1,9 +1,10 @@
 """Keep freed memory in the process, so that large per-step tensors are not page-faulted in
 afresh every step (Linux, glibc).
 
-glibc serves every allocation above 32 MB with a fresh ``mmap`` and returns it to the OS on
-free, so each [N, K] tensor of a quantizer step (134 MB at batch 512 for MNIST's layer 1)
-costs ~33k page faults, each zeroing a page, on every step. Measured on the 2-core CPU of
+glibc serves large allocations with a fresh ``mmap`` and returns them to the OS on free
+(always above 32 MB; below that until its adaptive threshold has grown past them), so each
+[N, K] tensor of a quantizer step (134 MB at batch 512 for MNIST's layer 1) costs ~33k page
+faults, each zeroing a page, on every step. Measured on the 2-core CPU of
 this project (``python -m benchmarks.speed``): that churn, not arithmetic, was most of a
 straightforward layer-1 step. Serving allocations from the heap and not trimming it lets
 the next step reuse the same pages. The cost is that the process keeps its peak memory.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -182,8 +183,8 @@ class Quantizer(nn.Module):
         return self.mode == "gumbel"
 
     def use_compile(self, enabled: bool) -> None:
-        """Run the training pass through ``torch.compile`` (fused kernels; compiled once per
-        input shape, eager fallback) or eagerly."""
+        """Run the training pass through ``torch.compile`` (fused kernels, compiled once per
+        process and shared by every quantizer; eager fallback) or eagerly."""
         self.compiled = enabled
 
     # ---- test time ----

@@ -17,8 +17,8 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .compiled import use_compile
 from .checks import check_codes, check_continuous, check_images, check_layer
+from .compiled import use_compile
 from .config import HQAConfig
 from .layer import QuantizedAutoencoder
 from .quantize import Quantizer
