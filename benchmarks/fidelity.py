@@ -84,7 +84,8 @@ class FeatureSpace:
     float64; the classifier space also gives [N, classes] logits); ``fid(images)`` -> the
     Fréchet distance between ``images`` and the reference. The reference statistics are
     computed from ``reference`` images, or passed in (``reference_stats``) when a run has
-    computed them once already.
+    computed them once already; with neither, the space gives outputs but no FID (the
+    figures need only the classifier's outputs).
     """
 
     def __init__(
@@ -98,10 +99,8 @@ class FeatureSpace:
         self.name = name
         self.extractor = extractor.eval()
         self.batch_size = batch_size  # ~100 keeps a CPU's caches warm (2x faster than 1000)
-        if reference_stats is None:
-            if reference is None:
-                raise ValueError("FeatureSpace needs reference images or reference_stats")
-            reference_stats = self.statistics(self.features(reference))
+        if reference_stats is None and reference is not None:
+            reference_stats = fid_features_to_statistics(self.features(reference))
         self.reference_stats = reference_stats
 
     @property
@@ -121,13 +120,11 @@ class FeatureSpace:
     def features(self, images: Tensor) -> Tensor:
         return self.outputs(images)[0]
 
-    @staticmethod
-    def statistics(features: Tensor) -> dict[str, np.ndarray]:
-        """torch-fidelity's FID statistics (mean, covariance) of [N, F] features."""
-        return fid_features_to_statistics(features)
-
     def fid_of_features(self, features: Tensor) -> float:
-        stats = self.statistics(features)
+        """Fréchet distance of [N, F] features to the reference (torch-fidelity's statistics and metric)."""
+        if self.reference_stats is None:
+            raise ValueError(f"the {self.name} feature space was built without reference images; it gives no FID")
+        stats = fid_features_to_statistics(features)
         fid = float(fid_statistics_to_metric(self.reference_stats, stats, verbose=False)[KEY_METRIC_FID])
         return max(fid, 0.0)  # a distance: tiny negatives are eigenvalue round-off (identical sets)
 

@@ -164,15 +164,22 @@ def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) 
     space = None
     if bool((train.labels >= 0).all()):  # the sweep's cached classifier (trained only if missing)
         _, path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=cache_dir)
-        space = classifier_space(path, test.images)
+        space = classifier_space(path)  # outputs only: the figures need no FID statistics
     return FigureData(test.images, test.labels, space)
 
 
-def write_reports(out: str | Path, data_root: str | None = None, figures: bool = True, cache_dir: str | None = None) -> None:
+def write_reports(
+    out: str | Path,
+    data_root: str | None = None,
+    figures: bool = True,
+    cache_dir: str | None = None,
+    data: FigureData | None = None,
+) -> None:
     """Write every table, figure and the README of the sweep in ``out`` from its rows; with
     ``figures``, also the pictures made from its stored models (:mod:`benchmarks.figures`),
-    which need the test images (``data_root`` or $HQA_DATA_ROOT) and the sweep's cached
-    classifier (``cache_dir`` or $HQA_CACHE_DIR)."""
+    which need the test images and the sweep's classifier: ``data`` when the caller holds
+    them (the runner), else read again from ``data_root`` (or $HQA_DATA_ROOT) and the
+    classifier cache (``cache_dir`` or $HQA_CACHE_DIR)."""
     out = Path(out)
     store = ResultStore(out)
     rows = store.rows()
@@ -198,7 +205,8 @@ def write_reports(out: str | Path, data_root: str | None = None, figures: bool =
     figures_md = None
     if figures:
         try:
-            figures_md = write_figures(out, manifest.get("dataset", "mnist"), figure_data(out, data_root, cache_dir))
+            data = data or figure_data(out, data_root, cache_dir)
+            figures_md = write_figures(out, manifest.get("dataset", "mnist"), data)
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md)

@@ -330,9 +330,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(out / "runs.jsonl", "a") as f:
         f.write(json.dumps(log) + "\n")
     if not args.no_report:
+        from .figures import FigureData
         from .report import write_reports
 
-        write_reports(out, args.data_root, cache_dir=args.cache_dir)
+        classifier = next((s for s in spaces if s.provides_logits), None)  # no re-reading the test set
+        write_reports(out, data=FigureData(test.images, test.labels, classifier))
     print(f"done in {wall / 60:.1f} min; results in {out}", file=sys.stderr)
     return 0
 

@@ -83,27 +83,31 @@ class ResultStore:
         ``manifest`` disagrees with the folder's ``run.json`` in anything else.
         """
         path = self.root / "run.json"
+        note = None
         if path.exists():
             try:
                 old = json.loads(path.read_text())
             except json.JSONDecodeError:
                 raise ValueError(f"{path} is corrupt; remove it or choose another --out") from None
             diff = sorted(k for k in manifest if old.get(k) != manifest[k])
-            if diff == ["code_version"]:
-                note = self._set_aside(str(old.get("code_version")))
-                atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
-                return note
-            if diff:
+            if not diff:
+                return None
+            if diff != ["code_version"]:
                 detail = ", ".join(f"{k}: {old.get(k)!r} here, {manifest[k]!r} now" for k in diff)
                 raise ValueError(f"{self.root} holds rows of another run ({detail}); choose another --out")
-            return None
+            note = self._set_aside(str(old.get("code_version")))
         atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
-        return None
+        return note
 
     def _set_aside(self, version: str) -> str:
-        """Move the rows, models and run log of code version ``version`` to ``stale-<version>/``."""
+        """Move the rows, models and run log of code version ``version`` to a new
+        ``stale-<version>[-n]/`` folder (never into an earlier one)."""
         dest = self.root / f"stale-{version}"
-        dest.mkdir(exist_ok=True)
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = self.root / f"stale-{version}-{n}"
+        dest.mkdir()
         for name in ("rows", "models", "run.json", "runs.jsonl"):
             if (self.root / name).exists():
                 os.replace(self.root / name, dest / name)

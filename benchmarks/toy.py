@@ -33,6 +33,7 @@ from scipy.stats import wasserstein_distance
 from torch import Tensor, nn
 
 from hqa import HQA, HQAConfig
+from hqa.activation import Mish
 from hqa.layer import QuantizedAutoencoder
 from hqa.normalize import RunningNorm
 from hqa.quantize import Quantizer
@@ -75,7 +76,7 @@ class MLP(nn.Module):
     def __init__(self, n_in: int, width: int, n_out: int, sigmoid: bool = False) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(n_in, width, 1), nn.Mish(), nn.Conv2d(width, width, 1), nn.Mish(), nn.Conv2d(width, n_out, 1)
+            nn.Conv2d(n_in, width, 1), Mish(), nn.Conv2d(width, width, 1), Mish(), nn.Conv2d(width, n_out, 1)
         )
         self.out = nn.Sigmoid() if sigmoid else nn.Identity()
 

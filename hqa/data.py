@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from tqdm.auto import tqdm
 
 DATA_ROOT_ENV = "HQA_DATA_ROOT"
 
@@ -116,8 +117,6 @@ def _read_faces(files: list[Path], size: int) -> Tensor:
     resized with antialiasing (the usual CelebA 64x64 preprocessing)."""
     from PIL import Image, UnidentifiedImageError
     from torchvision.transforms.v2.functional import center_crop, pil_to_tensor, resize
-
-    from tqdm.auto import tqdm
 
     out = torch.empty(len(files), 3, size, size)
     for i, path in enumerate(tqdm(files, desc="reading faces", disable=len(files) < 1000, leave=False)):

@@ -73,6 +73,16 @@ def test_classifier_learns_and_one_pass_gives_error_and_fid(classifier_file: tup
     assert flipped[CLASS_ERROR] == 100.0
 
 
+def test_space_without_reference_gives_outputs_but_names_the_missing_fid(classifier_file: tuple[Path, ImageSet]) -> None:
+    """The figures build the classifier space without featurising the test set again."""
+    path, data = classifier_file
+    space = classifier_space(path)
+    feats, logits = space.outputs(data.images[:5])
+    assert feats.shape == (5, 128) and logits.shape == (5, 2)
+    with pytest.raises(ValueError, match="without reference images"):
+        space.fid(data.images)
+
+
 def test_classifier_fid_matches_torch_fidelity_end_to_end(classifier_file: tuple[Path, ImageSet]) -> None:
     path, data = classifier_file
     real, fake = data.images[:20], data.images[20:].flip(-1) * 0.7

@@ -38,6 +38,13 @@ def test_older_code_version_is_set_aside_not_mixed(tmp_path: Path) -> None:
     assert pd.read_csv(stale / "rows" / "hqa-seed0.csv")["code_version"].item() == "aaa"
     assert (stale / "models" / "hqa-seed0.pt").read_bytes() == b"weights"
     assert store.manifest()["code_version"] == "bbb"
+    # back to the first version: set aside again into a new folder, the earlier one kept
+    store.write_rows(store.cell_path("hqa", 0), [_row("bbb")])
+    store.claim(MANIFEST)
+    assert (tmp_path / "stale-aaa" / "rows" / "hqa-seed0.csv").exists()
+    assert pd.read_csv(tmp_path / "stale-bbb" / "rows" / "hqa-seed0.csv")["code_version"].item() == "bbb"
+    store.write_rows(store.cell_path("hqa", 0), [_row("aaa")])
+    assert "stale-aaa-2" in store.claim({**MANIFEST, "code_version": "bbb"})  # stale-aaa is taken
 
 
 def test_another_profile_is_refused(tmp_path: Path) -> None:
