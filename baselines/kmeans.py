@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from hqa.config import HQAConfig
 from hqa.quantize import Quantizer
-from hqa.system import CompressionSystem
+from hqa.system import CompressionSystem, FitRun
 
 # Above this many patches, MiniBatchKMeans; below, full Lloyd iterations (KMeans).
 FULL_KMEANS_MAX = 50_000
@@ -58,11 +58,10 @@ class KMeansVQ(CompressionSystem):
         p, size = self.patch(layer), self.config.image_size
         return F.fold(z_q.flatten(2), (size, size), kernel_size=p, stride=p).clamp(0, 1)
 
-    def _fit_layer(
-        self, k: int, images: Tensor, epochs: int, batch_size: int, seed: int, device: torch.device, progress: bool
-    ) -> dict[str, Any]:
-        """k-means on every training patch of layer k; ``epochs`` and ``batch_size`` are unused
-        (Lloyd's algorithm runs to convergence)."""
+    def _fit_layer(self, k: int, images: Tensor, epochs: int, run: FitRun) -> dict[str, Any]:
+        """k-means on every training patch of layer k; ``epochs`` and the batch size are unused
+        (Lloyd's algorithm runs to convergence), and there is no learning curve."""
+        seed = run.seed
         from sklearn.cluster import KMeans, MiniBatchKMeans
 
         with torch.no_grad():

@@ -33,6 +33,10 @@ class Profile:
     classifier_epochs: int
     description: str
     independent_steps: int | None = None
+    # Learning curves: held-out metrics at this many steps of every layer, on the first
+    # ``curve_images`` images of the evaluation split.
+    curve_points: int = 16
+    curve_images: int = 256
     # Run the fused torch.compile kernels (quantizer pass, Mish): worth their ~30 s of
     # compiling per worker process on any real run, not on a seconds-long wiring check.
     compile: bool = True

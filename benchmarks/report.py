@@ -30,7 +30,7 @@ from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_inter
 from .figures import FigureData, write_figures  # noqa: E402
 from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
 from .registry import LABELS  # noqa: E402
-from .store import ResultStore  # noqa: E402
+from .store import CURVE_PREFIX, ResultStore  # noqa: E402
 
 # The paper's Table 3 (MNIST, 8 bits, 10 seeds, Inception rFID): (MSE, rFID, class. error %).
 PAPER_TABLE3: dict[str, tuple[str, str, str]] = {
@@ -158,7 +158,9 @@ def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) 
 
     manifest = ResultStore(out).manifest()
     profile = get_profile(manifest.get("profile", "quick"))
-    train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False, limit=read_limit(profile))
+    # Sweeps before the preprocessing was recorded zero-padded MNIST.
+    train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False,
+                                         limit=read_limit(profile), preprocess=manifest.get("preprocess", "pad"))
     train = subset(train_full, profile.train_size, seed=0)
     test = subset(test_full, profile.eval_size, seed=1)
     space = None
@@ -185,6 +187,8 @@ def write_reports(
     rows = store.rows()
     if rows.empty:
         raise ValueError(f"no result rows in {out / 'rows'}; run python -m benchmarks.run first")
+    curves = rows[rows["metric"].str.startswith(CURVE_PREFIX)]
+    rows = rows[~rows["metric"].str.startswith(CURVE_PREFIX)]
     summary = summarize(rows[~rows["metric"].isin(["train_seconds", "eval_seconds"])])
     top = int(summary[summary["system"] != "none"]["layer"].max())
     manifest = store.manifest()

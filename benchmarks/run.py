@@ -25,7 +25,7 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from hqa.allocator import keep_freed_memory
-from hqa.data import DataNotFoundError, ImageSet, load_celeba, load_mnist
+from hqa.data import MNIST_PREPROCESSING, DataNotFoundError, ImageSet, load_celeba, load_mnist
 from hqa.system import CompressionSystem, resolve_device
 
 from .classifier import load_or_train_classifier
@@ -33,7 +33,7 @@ from .fidelity import FeatureSpace, classifier_space, inception_space
 from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
 from .registry import DATASETS, SYSTEMS, build_system, parse_systems
-from .store import ResultStore, code_version
+from .store import CURVE_PREFIX, ResultStore, code_version
 
 DEFAULT_OUT = "results/{dataset}"
 
@@ -47,6 +47,7 @@ class Context:
     profile: Profile
     train: ImageSet
     test: ImageSet
+    curve_images: Any  # Tensor [M, C, H, W]: the fixed test slice of the learning curves
     classifier_path: str | None  # None: the dataset has no labels, so no classifier space
     inception_weights: str | None
     reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default: the profile's)")
     p.add_argument("--data-root", default=None, help="torchvision data root (default: $HQA_DATA_ROOT)")
     p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+    p.add_argument("--mnist-preprocess", default="resize", choices=MNIST_PREPROCESSING,
+                   help="MNIST 28 -> 32: 'resize' (bilinear, as the paper's reference code; default) or 'pad' (zeros)")
     p.add_argument("--out", default=None, help="output folder (default: results/<dataset>)")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel (system, seed) tasks (joblib); CPU threads are split between them; default min(2, cores)")
@@ -85,11 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def load_dataset(dataset: str, root: str | None, download: bool, limit: int | None = None) -> tuple[ImageSet, ImageSet]:
+def load_dataset(
+    dataset: str, root: str | None, download: bool, limit: int | None = None, preprocess: str = "resize"
+) -> tuple[ImageSet, ImageSet]:
     """(train, test) of ``dataset``; ``limit`` caps the images read per split where reading
-    is the cost (CelebA: ~200k JPEGs; MNIST is read whole)."""
+    is the cost (CelebA: ~200k JPEGs; MNIST is read whole); ``preprocess``: MNIST's 28 -> 32
+    ("resize" or "pad")."""
     if dataset == "mnist":
-        return load_mnist(root, size=32, download=download)
+        return load_mnist(root, size=32, download=download, preprocess=preprocess)
     if dataset == "celeba":
         if download:
             raise ValueError("CelebA cannot be downloaded by the suite (Google Drive quota); pass --data-root DIR")
@@ -157,7 +163,8 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
     epochs = ctx.profile.epochs(len(ctx.train), model.num_layers, independent=model.independent_rates)
     for k in range(model.trained_layers + 1, model.num_layers + 1):
         model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress,
-                  compile=ctx.compile, mixed_precision=ctx.mixed_precision)
+                  compile=ctx.compile, mixed_precision=ctx.mixed_precision, heldout=ctx.curve_images,
+                  curve_points=ctx.profile.curve_points)
         model.save(store.model_path(name, seed))
     return model.use_compile(ctx.compile)  # evaluation too (a loaded model starts eager)
 
@@ -204,8 +211,22 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
             if "shared_from" not in log  # a shared layer 1 is timed once, where it was trained
         ]
         rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
+        rows += curve_rows(base, model)
         store.write_rows(store.cell_path(name, seed), rows)
     return todo
+
+
+def curve_rows(base: dict[str, Any], model: CompressionSystem) -> list[dict[str, Any]]:
+    """The learning curve of every trained layer as tidy rows: metric ``curve_<name>`` at
+    ``step`` (a layer shared with a sibling carries the curve it was trained with)."""
+    return [
+        {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "step": point["step"],
+         "metric": CURVE_PREFIX + name, "feature_space": "", "value": value}
+        for log in model.fit_log
+        for point in log.get("curve", [])
+        for name, value in point.items()
+        if name != "step"
+    ]
 
 
 def _measurement_rows(base: dict[str, Any], measurements: list[Measurement]) -> list[dict[str, Any]]:
@@ -241,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
         device = str(resolve_device(args.device))
-        train_full, test_full = load_dataset(args.dataset, args.data_root, args.download, read_limit(profile))
+        train_full, test_full = load_dataset(args.dataset, args.data_root, args.download, read_limit(profile),
+                                             args.mnist_preprocess)
     except (ValueError, DataNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -258,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steps": list(profile.steps),
         "independent_steps": profile.independent_steps,
         "batch_size": profile.batch_size,
+        "preprocess": args.mnist_preprocess if args.dataset == "mnist" else "centre crop 148, resize 64",
     }
     store = ResultStore(out)
     try:
@@ -286,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     compile = profile.compile if args.compile is None else args.compile
     auto_mixed = device.startswith("cuda") and torch.cuda.is_bf16_supported()  # bfloat16 needs Ampere or later
     mixed = auto_mixed if args.mixed_precision is None else args.mixed_precision
-    ctx = Context(str(out), args.dataset, profile, train, test, classifier_path, args.inception_weights,
+    ctx = Context(str(out), args.dataset, profile, train, test, test.images[: profile.curve_images], classifier_path, args.inception_weights,
                   {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, compile, mixed, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"

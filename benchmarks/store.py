@@ -3,7 +3,8 @@
 Layout of an output folder::
 
     run.json                  what the rows were made with (profile, dataset, code version)
-    rows/<system>-seed<k>.csv one row per (system, seed, layer, metric[, feature space])
+    rows/<system>-seed<k>.csv one row per (system, seed, layer, metric[, feature space]), and
+                              per (system, seed, layer, step, curve metric) of the learning curves
     rows/no-compression.csv   the "No Compression" row
     models/<system>-seed<k>.pt trained models (evaluation can be redone without training)
 
@@ -26,6 +27,7 @@ ROW_COLUMNS = [
     "system",
     "seed",
     "layer",
+    "step",
     "bits",
     "metric",
     "feature_space",
@@ -35,6 +37,8 @@ ROW_COLUMNS = [
     "train_size",
     "code_version",
 ]
+# Rows of learning curves: metric "curve_<name>" at "step" (other rows: step 0, the trained model).
+CURVE_PREFIX = "curve_"
 _PACKAGES = ("hqa", "baselines", "benchmarks")
 _NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py"}
 
@@ -129,6 +133,7 @@ class ResultStore:
 
     def write_rows(self, path: Path, rows: list[dict[str, Any]]) -> None:
         frame = pd.DataFrame(rows, columns=ROW_COLUMNS)
+        frame["step"] = frame["step"].fillna(0).astype(int)
         atomic_write_text(path, frame.to_csv(index=False))
 
     def rows(self) -> pd.DataFrame:

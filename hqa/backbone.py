@@ -75,6 +75,19 @@ class DecoderBlock(nn.Module):
         return self.net(x)
 
 
+class CodeEmbedding(nn.Module):
+    """Code indices [B, h, w] -> [B, dim, h, w]: a learned embedding of each of ``codes``
+    codes, i.e. a 1x1 conv over the one-hot codes. The input stage of a HAMs level, whose
+    encoder reads the discrete codes of the level below (De Fauw et al., 2019)."""
+
+    def __init__(self, codes: int, dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(codes, dim)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        return self.embed(codes).permute(0, 3, 1, 2)  # channels-last strides, as the convs prefer
+
+
 def count_parameters(module: nn.Module) -> int:
     """Number of trainable scalars in ``module``."""
     return sum(p.numel() for p in module.parameters())

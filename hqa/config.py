@@ -14,11 +14,11 @@ from typing import Any, Literal
 
 Quantizer = Literal["gumbel", "nearest"]
 Target = Literal["mse", "ce"]
-CodebookLoss = Literal["probabilistic", "vq"]
+CodebookLoss = Literal["probabilistic", "vq", "ema"]
 
 QUANTIZERS: tuple[str, ...] = ("gumbel", "nearest")
 TARGETS: tuple[str, ...] = ("mse", "ce")
-CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq")
+CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq", "ema")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,9 @@ class HQAConfig:
     # Reconstruction target of layers >= 2: "mse" to the lower layer's normalised z_e
     # (Section 5.2.2) or "ce" over the lower layer's code indices (HAMs, Fauw et al.).
     target: Target = "mse"
-    # "probabilistic": -entropy + E_q ||z_e - e||^2 (Eq. 4); "vq": standard VQ loss (Eq. 2).
+    # "probabilistic": -entropy + E_q ||z_e - e||^2 (Eq. 4); "vq": standard VQ loss (Eq. 2);
+    # "ema": Eq. 2's commitment term with moving-average k-means codebook updates (VQ-VAE in
+    # practice, Section 3.1; nearest-code quantizer only).
     codebook_loss: CodebookLoss = "probabilistic"
     # Reset codes that fall out of use near busy ones (Section 5.3); "GS" in Table 3 includes it.
     code_reset: bool = True
@@ -59,13 +61,21 @@ class HQAConfig:
     lr_final_ratio: float = 0.1  # cosine phase ends at lr * lr_final_ratio
     flat_fraction: float = 0.5  # share of steps at flat lr before the cosine decay
     grad_clip: float = 1.0  # max gradient norm
-    temp_start: float = 0.4  # Gumbel-softmax temperature, decayed linearly ...
-    temp_end: float = 1e-4  # ... towards 0 over each layer's training (Section 5.1)
+    # Gumbel-softmax temperature, decayed linearly over each layer's steps (Section 5.1);
+    # the reference code's schedule, 0.667 -> 0.001.
+    temp_start: float = 0.667
+    temp_end: float = 1e-3
     entropy_weight: float = 1e-3  # weight of KL(q || uniform) = log K - H[q]  (Eq. 4)
     commit_weight: float = 1e-3  # weight of E_q ||z_e - e_z||^2  (Eq. 4)
     vq_beta: float = 0.25  # commitment weight of the standard VQ loss (Eq. 2)
     reset_every: int = 20  # steps between code-usage checks (Section 5.3)
-    reset_threshold: float = 0.03  # a code used < 3% as often as the busiest one is reset
+    reset_threshold: float = 0.03  # the least-used code is reset if used < 3% as often as the busiest
+    # Counts are accumulated until they hold this many draws per code before a check acts: at
+    # fewer, live codes fall under the threshold by chance (a 1x1 layer at batch 64 sees 64
+    # draws per step over 256 codes). Under uniform use, P(count <= 3% of max) at 20 draws per
+    # code is ~1e-7 per code.
+    reset_min_draws: float = 20.0
+    ema_decay: float = 0.99  # moving-average codebook updates (codebook_loss="ema")
     latent_init_std: float = 1.0  # data-dependent init: per-channel std of z_e at step 0
     norm_momentum: float = 0.1  # running statistics of the lower z_e (Section 5.2.2)
 
@@ -77,6 +87,8 @@ class HQAConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"HQAConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.codebook_loss == "ema" and self.quantizer != "nearest":
+            raise ValueError("HQAConfig.codebook_loss='ema' (k-means updates) needs quantizer='nearest'")
         if self.num_layers < 1:
             raise ValueError(f"HQAConfig.num_layers must be >= 1, got {self.num_layers}")
         for name in ("enc_widths", "dec_widths"):

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import HQAConfig
 from .layer import QuantizedAutoencoder, hqa_layer
 from .quantize import Quantizer, categorical_sample
-from .system import CompressionSystem
+from .system import CURVE_SEED, CompressionSystem, FitRun
 
 LayerFactory = Callable[[HQAConfig, int], QuantizedAutoencoder]
 
@@ -56,11 +57,20 @@ class HQA(CompressionSystem):
         return self.layers[layer - 1].quantizer
 
     def _z_e(self, x: Tensor, layer: int) -> Tensor:
-        """Raw z_e of ``layer``: each layer encodes the normalised z_e of the one below."""
+        """Raw z_e of ``layer``: each layer encodes the normalised z_e of the one below, or
+        (HAMs, target "ce") its most probable codes."""
         h = x
-        for lay in self.layers[:layer]:
-            h = lay.encoder(lay.normalize(h))
+        for k in range(1, layer + 1):
+            h = self._encode_step(h, k)
         return h
+
+    def _encode_step(self, lower_z_e: Tensor, k: int) -> Tensor:
+        """Layer k's z_e from the raw z_e of layer k-1 (pixels for k = 1). A layer that reads
+        codes gets the lower layer's most probable code."""
+        lay = self.layers[k - 1]
+        if lay.reads_codes:
+            return lay.encoder(self.layers[k - 2].quantizer.quantize(lower_z_e))
+        return lay.encoder(lay.normalize(lower_z_e))
 
     def _decode_from(self, z_q: Tensor, layer: int, generator: torch.Generator | None) -> Tensor:
         """Algorithm 1, lines 6-8, repeated down the stack: decode, un-normalise, quantize
@@ -81,31 +91,51 @@ class HQA(CompressionSystem):
             z_q = lower.quantizer.lookup(codes)
         return self.layers[0].decoder(z_q)
 
-    def _fit_layer(
-        self, k: int, images: Tensor, epochs: int, batch_size: int, seed: int, device: torch.device, progress: bool
-    ) -> dict[str, Any]:
+    def _fit_layer(self, k: int, images: Tensor, epochs: int, run: FitRun) -> dict[str, Any]:
         """Train layer k on the frozen stack below it (Section 5.2.2)."""
         cfg = self.config
         lay = self.layers[k - 1]
-        lower = self.layers[k - 2] if k > 1 else None
-        data, cached = self._stage_data(images, k, device)
+        data, cached = self._stage_data(images, k, run.device)
 
         def step_loss(batch: Tensor, temperature: float, gen: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
-            if lower is None:
+            if k == 1:
                 return lay.objective(batch, batch, cfg, temperature, gen)
             if not cached:
                 with torch.no_grad():
                     batch = self._z_e(batch, k - 1)
-            inputs = lay.normalize(batch)
-            if lay.target == "ce":  # a posterior sample (GS) or the nearest code (deterministic) below
-                target = lower.quantizer.quantize(batch, gen if lower.quantizer.stochastic else None)
-            else:
-                target = inputs
+            inputs, target = self._layer_io(batch, k, gen)
             return lay.objective(inputs, target, cfg, temperature, gen)
 
-        return self._train_unit(
-            lay, lambda: self.layer_factory(cfg, k), step_loss, data, k, epochs, batch_size, seed, device, progress
-        )
+        return self._train_unit(lay, lambda: self.layer_factory(cfg, k), step_loss, data, k, epochs, run)
+
+    def _layer_io(self, lower_z_e: Tensor, k: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+        """(encoder input, reconstruction target) of layer k >= 2 for the raw lower z_e:
+        the normalised z_e twice (Section 5.2.2), or (HAMs) the lower layer's codes twice:
+        a posterior sample (GS, with ``generator``) or the nearest code (deterministic)."""
+        lay, lower = self.layers[k - 1], self.layers[k - 2]
+        if lay.target == "ce":
+            codes = lower.quantizer.quantize(lower_z_e, generator if lower.quantizer.stochastic else None)
+            return codes, codes
+        inputs = lay.normalize(lower_z_e)
+        return inputs, inputs
+
+    @torch.no_grad()
+    def _heldout_metrics(self, k: int, images: Tensor) -> dict[str, float]:
+        """Pixel MSE (see the base class) and, above the bottom, layer k's error in its own
+        target space: MSE to the normalised lower z_e, or cross-entropy (nats) over the lower
+        codes (HAMs), both of a sampled (stochastic) or nearest code, with a fixed seed."""
+        out = super()._heldout_metrics(k, images)
+        if k == 1:
+            return out
+        lay = self.layers[k - 1]
+        gen = torch.Generator(device=self.device).manual_seed(CURVE_SEED + 100 + k)
+        inputs, target = self._layer_io(self._z_e(images.to(self.device), k - 1), k, gen)
+        out_k = lay.decoder(lay.quantizer.lookup(lay.quantizer.quantize(lay.encoder(inputs), gen)))
+        if lay.target == "ce":
+            out["heldout_target_ce"] = float(F.cross_entropy(out_k, target))
+        else:
+            out["heldout_target_mse"] = float(F.mse_loss(out_k, target))
+        return out
 
     @torch.no_grad()
     def _stage_data(self, images: Tensor, k: int, device: torch.device) -> tuple[Tensor, bool]:

@@ -1,8 +1,9 @@
 """One quantized autoencoder: a layer of the hierarchy, or a single-layer VQ-VAE.
 
-Layer 1 reads pixels and decodes to pixels (sigmoid). Layer k >= 2 reads the lower layer's
-z_e normalised by its own running statistics and decodes either to that normalised z_e
-(target "mse", Section 5.2.2) or to logits over the lower layer's codes (target "ce", HAMs).
+Layer 1 reads pixels and decodes to pixels (sigmoid). Layer k >= 2 either reads the lower
+layer's z_e normalised by its own running statistics and decodes to that normalised z_e
+(target "mse", Section 5.2.2: HQA, HAMs + MSE), or reads the lower layer's discrete codes
+and decodes to logits over them (target "ce": HAMs, whose levels model the codes below).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbone import DecoderBlock, EncoderBlock
+from .backbone import CodeEmbedding, DecoderBlock, EncoderBlock
 from .config import HQAConfig
 from .normalize import RunningNorm
 from .quantize import Quantizer
@@ -23,7 +24,8 @@ class QuantizedAutoencoder(nn.Module):
 
     ``norm`` (layers >= 2 of a hierarchy) normalises the lower z_e it reads. ``target`` says
     what the decoder reconstructs: "pixels", the normalised lower z_e ("mse") or logits
-    over the lower layer's codes ("ce").
+    over the lower layer's codes ("ce"); a "ce" layer's encoder reads those codes
+    (LongTensor [B, h, w]) rather than a z_e.
     """
 
     def __init__(
@@ -40,6 +42,7 @@ class QuantizedAutoencoder(nn.Module):
         self.decoder = decoder
         self.norm = norm
         self.target = target
+        self.reads_codes = target == "ce"
         # Set when training starts; the first batch then runs data_init (see there).
         self.pending_init = False
 
@@ -74,8 +77,9 @@ class QuantizedAutoencoder(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """The training loss of one batch: reconstruction + the codebook terms.
 
-        ``inputs``: the encoder input [B, C, H, W]. ``target``: pixels (layer 1), the
-        normalised lower z_e (target "mse") or the lower code indices [B, H, W] (target "ce").
+        ``inputs``: the encoder input [B, C, H, W], or the lower code indices [B, H, W] (target
+        "ce"). ``target``: pixels (layer 1), the normalised lower z_e (target "mse") or the
+        lower code indices [B, H, W] (target "ce").
         Reconstruction is a mean per element (the reference code's ``recon / dims``); the
         Eq. 4 terms are per-image sums divided by the same number of dims, weighted 1e-3.
         """
@@ -111,9 +115,12 @@ def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
     else:
         in_ch, target = c, config.target
         out_ch = config.codes(index - 1) if target == "ce" else c
+    encoder: nn.Module = EncoderBlock(in_ch, config.enc_widths[index - 1], c, stride=config.layer_strides[index - 1])
+    if target == "ce":  # HAMs: the level encodes the lower level's codes, embedded
+        encoder = nn.Sequential(CodeEmbedding(config.codes(index - 1), c), encoder)
     return QuantizedAutoencoder(
-        EncoderBlock(in_ch, config.enc_widths[index - 1], c, stride=config.layer_strides[index - 1]),
-        Quantizer(config.codes(index), c, config.quantizer, config.codebook_loss, config.vq_beta),
+        encoder,
+        Quantizer(config.codes(index), c, config.quantizer, config.codebook_loss, config.vq_beta, config.ema_decay),
         DecoderBlock(
             c,
             config.dec_widths[index - 1],
@@ -122,6 +129,6 @@ def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
             out_kernel=1 if target == "ce" else 3,
             stride=config.layer_strides[index - 1],
         ),
-        RunningNorm(c, config.norm_momentum) if index > 1 else None,
+        RunningNorm(c, config.norm_momentum) if index > 1 and target != "ce" else None,
         target,
     )

@@ -4,7 +4,8 @@ Paper references (Williams et al., NeurIPS 2020):
 - Eq. 3, the posterior q(z=k|x) ∝ exp(-||z_e - e_k||^2): :func:`posterior_log_probs`.
 - Gumbel-softmax sample of it at train time (Section 5.1): :func:`relaxed_sample`.
 - Eq. 4's entropy and probabilistic commitment terms: :func:`probabilistic_terms`.
-- Eq. 2, the standard VQ-VAE codebook + commitment loss: :func:`vq_loss`.
+- Eq. 2, the standard VQ-VAE codebook + commitment loss: :func:`vq_loss`; the moving-average
+  (EMA) k-means codebook updates that VQ-VAE uses in practice (Section 3.1): :meth:`Quantizer.ema_update`.
 - Code resetting (Section 5.3): :meth:`Quantizer.reset_dead_codes`.
 
 Everything runs on the flattened latents ``[N, D]`` (N = B*h*w positions) against the codebook
@@ -160,19 +161,28 @@ class Quantizer(nn.Module):
     generator is ignored. ``loss`` picks Eq. 4 ("probabilistic") or Eq. 2 ("vq").
     """
 
-    def __init__(self, codebook_size: int, code_dim: int, mode: str, loss: str, beta: float = 0.25) -> None:
+    def __init__(
+        self, codebook_size: int, code_dim: int, mode: str, loss: str, beta: float = 0.25, ema_decay: float = 0.99
+    ) -> None:
         super().__init__()
         if mode not in ("gumbel", "nearest"):
             raise ValueError(f"unknown quantizer mode {mode!r}; expected 'gumbel' or 'nearest'")
-        if loss not in ("probabilistic", "vq"):
-            raise ValueError(f"unknown codebook loss {loss!r}; expected 'probabilistic' or 'vq'")
+        if loss not in ("probabilistic", "vq", "ema"):
+            raise ValueError(f"unknown codebook loss {loss!r}; expected 'probabilistic', 'vq' or 'ema'")
+        if loss == "ema" and mode != "nearest":
+            raise ValueError("EMA codebook updates are k-means updates of a nearest-code quantizer; use mode='nearest'")
         self.mode = mode
         self.loss = loss
         self.compiled = False  # set by use_compile(True)
         self.beta = beta
-        self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim))
+        self.ema_decay = ema_decay
+        # EMA codebooks are set by their moving averages, never by the optimizer.
+        self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim), requires_grad=loss != "ema")
         # Code-usage counts since the last reset check; kept on the device (no host sync).
         self.register_buffer("usage", torch.zeros(codebook_size), persistent=False)
+        if loss == "ema":  # moving averages of each code's count and of the sum of its z_e
+            self.register_buffer("ema_count", torch.ones(codebook_size))
+            self.register_buffer("ema_sum", self.codebook.detach().clone())
 
     @property
     def size(self) -> int:
@@ -235,6 +245,11 @@ class Quantizer(nn.Module):
         self.usage += torch.bincount(indices, minlength=self.size).to(self.usage.dtype)
         if self.loss == "probabilistic":  # Eq. 4 terms, summed over positions per image
             kl, commit = kl.view(b, -1).sum(1), commit.view(b, -1).sum(1)
+        elif self.loss == "ema":  # commitment only; the codebook follows its moving averages
+            vq = self.beta * F.mse_loss(flat, self.codebook[indices].detach())
+            if self.training:
+                self.ema_update(flat.detach(), indices)
+            kl = commit = flat.new_zeros(b)
         else:  # Eq. 2
             vq = vq_loss(flat, self.codebook[indices], self.beta)
             kl = commit = flat.new_zeros(b)
@@ -243,9 +258,11 @@ class Quantizer(nn.Module):
 
     @torch.no_grad()
     def init_from_data(self, flat: Tensor, generator: torch.Generator | None) -> None:
-        """Set the codebook to K of the given latents [N, D] (drawn with replacement when
-        N < K), so that at the start every code lies where the encoder puts data: with a
-        random codebook far from the data, q is one-hot on one code and nothing is learned."""
+        """Set the codebook to K distinct rows of the given latents [N, D] (drawn with
+        replacement only when N < K), so that at the start every code lies where the encoder
+        puts data: with a random codebook far from the data, q is one-hot on one code and
+        nothing is learned. Callers pass at least K positions (see ``train_stage``'s
+        initialisation batch): K near-copies of a few latents would start as one cluster."""
         gen_device = generator.device if generator is not None else flat.device
         if flat.shape[0] >= self.size:
             pick = torch.randperm(flat.shape[0], generator=generator, device=gen_device)[: self.size]
@@ -253,25 +270,50 @@ class Quantizer(nn.Module):
             pick = torch.randint(flat.shape[0], (self.size,), generator=generator, device=gen_device)
         noise = torch.randn(self.codebook.shape, generator=generator, device=gen_device).to(flat.device)
         self.codebook.copy_(flat[pick.to(flat.device)] + 0.01 * noise)
+        if self.loss == "ema":
+            self.ema_count.fill_(1.0)
+            self.ema_sum.copy_(self.codebook)
 
     @torch.no_grad()
-    def reset_dead_codes(self, threshold: float, generator: torch.Generator | None) -> Tensor:
-        """Move codes used less than ``threshold`` times as often as the busiest code to near
-        a heavily used code (Section 5.3); clear the usage counts. Returns the number moved
-        (a 0-dim tensor, so the caller decides whether to sync with the host).
+    def ema_update(self, flat: Tensor, indices: Tensor) -> None:
+        """One moving-average k-means step (van den Oord et al., 2017, appendix; HQA Section 3.1):
+        each code's count and the sum of the z_e [N, D] assigned to it decay towards this
+        batch's, and the code becomes their ratio (counts Laplace-smoothed so that an unused
+        code keeps its place instead of dividing by zero)."""
+        counts = torch.bincount(indices, minlength=self.size).to(flat.dtype)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, indices, flat)
+        self.ema_count.lerp_(counts, 1 - self.ema_decay)
+        self.ema_sum.lerp_(sums, 1 - self.ema_decay)
+        self.codebook.copy_(self.ema_sum / self._smoothed_counts()[:, None])
 
-        Donors are drawn in proportion to usage, and the moved code lands at the donor plus
-        1% Gaussian noise, so the pair splits the donor's region between them.
+    def _smoothed_counts(self, eps: float = 1e-5) -> Tensor:
+        n = self.ema_count.sum()
+        return (self.ema_count + eps) / (n + self.size * eps) * n
+
+    @torch.no_grad()
+    def reset_dead_codes(
+        self, threshold: float, generator: torch.Generator | None, min_draws_per_code: float = 0.0
+    ) -> Tensor:
+        """Section 5.3, the reference code's rule: move the **one** least-used code to the
+        most-used code plus 1% Gaussian noise (the pair then splits the busy code's region),
+        if its count is under ``threshold`` times the busiest's; then clear the counts.
+
+        The counts are first accumulated until they hold ``min_draws_per_code * K`` draws: with
+        few draws per code (a 1x1 layer at a small batch sees one draw per image) a live code
+        falls under any fixed share of the busiest by chance, and would be moved. Until then
+        this call does nothing. Returns the number of codes moved (a 0-dim tensor, so the
+        caller decides whether to sync with the host).
         """
         usage = self.usage
-        dead = usage < threshold * usage.max()
-        k = self.size
-        device = self.codebook.device
-        gen_device = generator.device if generator is not None else device
-        probs = (usage + 1e-6).to(gen_device)  # + 1e-6: valid even before any usage
-        donors = torch.multinomial(probs, k, replacement=True, generator=generator).to(device)
-        noise = torch.randn(self.codebook.shape, generator=generator, device=gen_device).to(device)
-        moved = self.codebook[donors] + 0.01 * noise
-        self.codebook.copy_(torch.where(dead[:, None], moved, self.codebook))
-        self.usage.zero_()
-        return dead.sum()
+        ready = usage.sum() >= min_draws_per_code * self.size
+        min_count, dead = usage.min(dim=0)
+        move = ready & (min_count < threshold * usage.max())
+        donor = usage.argmax()
+        gen_device = generator.device if generator is not None else self.codebook.device
+        noise = torch.randn(self.codebook.shape[1], generator=generator, device=gen_device).to(self.codebook.device)
+        moved = self.codebook[donor] + 0.01 * noise
+        self.codebook[dead] = torch.where(move, moved, self.codebook[dead])
+        if self.loss == "ema":  # the moved code's averages must give its new place
+            self.ema_sum[dead] = torch.where(move, moved * self._smoothed_counts()[dead], self.ema_sum[dead])
+        self.usage.mul_((~ready).to(usage.dtype))
+        return move.long()

@@ -20,6 +20,12 @@ from .quantize import Quantizer
 
 # (batch, temperature, generator) -> (loss, diagnostics for the progress bar)
 StepLoss = Callable[[Tensor, float, torch.Generator], tuple[Tensor, dict[str, Tensor]]]
+# () -> held-out metrics of the module as it is now (called in eval mode, see train_stage)
+Monitor = Callable[[], dict[str, float]]
+
+# Images in the data-dependent initialisation batch (at least the training batch): enough
+# that even a 1x1 layer sees >= K distinct latents for its K codes (Quantizer.init_from_data).
+INIT_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class Schedule:
     temp_end: float
     reset_every: int
     reset_threshold: float
+    reset_min_draws: float = 0.0
 
     def lr_factor(self, step: int) -> float:
         """Flat at 1 for ``flat_fraction`` of the steps, then cosine down to ``lr_final_ratio``."""
@@ -69,6 +76,14 @@ def batches(n: int, batch_size: int, steps: int, generator: torch.Generator) -> 
             done += 1
 
 
+def monitor_steps(steps: int, points: int) -> set[int]:
+    """The steps (0-based, after the update) at which a curve of ``points`` points is
+    measured: evenly spaced, always including the last step."""
+    if points < 1:
+        return set()
+    return {max(0, round(steps * (i + 1) / points) - 1) for i in range(points)}
+
+
 def train_stage(
     module: nn.Module,
     step_loss: StepLoss,
@@ -81,45 +96,73 @@ def train_stage(
     desc: str = "train",
     progress: bool = True,
     autocast_dtype: torch.dtype | None = None,
-) -> dict[str, float]:
+    monitor: Monitor | None = None,
+    monitor_points: int = 0,
+) -> dict[str, object]:
     """Train ``module``'s parameters on ``data`` [N, ...] for ``schedule.steps`` steps.
 
-    ``step_loss`` computes the loss of one batch (already on the module's device).
-    ``quantizer``'s usage counts are cleared every ``reset_every`` steps, and its dead codes
-    moved first when ``code_reset`` is set. ``autocast_dtype`` (e.g. bfloat16) runs the
-    forward pass under ``torch.autocast`` (mixed precision: convolutions in that dtype; the
-    quantizer keeps float32, see :meth:`Quantizer.forward`). Returns the last logged diagnostics.
+    ``step_loss`` computes the loss of one batch (already on the module's device). A module
+    with ``pending_init`` set is first initialised from one larger batch of up to
+    :data:`INIT_BATCH` items (no update; see :meth:`QuantizedAutoencoder.data_init`).
+    ``quantizer``'s usage counts are checked every ``reset_every`` steps and its least-used
+    code moved when ``code_reset`` is set (:meth:`Quantizer.reset_dead_codes`).
+    ``autocast_dtype`` (e.g. bfloat16) runs the forward pass under ``torch.autocast`` (mixed
+    precision: convolutions in that dtype; the quantizer keeps float32, see
+    :meth:`Quantizer.forward`). ``monitor`` is called, with the module in eval mode, at
+    ``monitor_points`` evenly spaced steps (the last included): the learning curve.
+
+    Returns the last logged diagnostics, ``codes_moved`` and ``curve``: one dict per
+    monitored step with ``step`` (1-based), ``train_loss`` (mean over the steps since the
+    previous point) and the monitor's metrics.
     """
     device = next(module.parameters()).device
     params = [p for p in module.parameters() if p.requires_grad]
     optimizer = torch.optim.RAdam(params, lr=schedule.lr)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.lr_factor)
+    autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
     module.train()
+    if getattr(module, "pending_init", False):
+        n_init = min(len(data), max(batch_size, INIT_BATCH))
+        idx = torch.randperm(len(data), generator=generator, device=generator.device)[:n_init]
+        with torch.no_grad(), autocast():
+            step_loss(data[idx.to(data.device)].to(device), schedule.temperature(0), generator)
     if quantizer is not None:
         quantizer.usage.zero_()
     logged: dict[str, float] = {}
+    curve: list[dict[str, float]] = []
+    at = monitor_steps(schedule.steps, monitor_points) if monitor is not None else set()
+    loss_sum, loss_n = torch.zeros((), device=device), 0
+    moved = torch.zeros((), dtype=torch.long, device=device)
     bar = tqdm(total=schedule.steps, desc=desc, disable=not progress, leave=False, mininterval=2.0)
     data_on_device = data.device == device
     for step, idx in enumerate(batches(len(data), batch_size, schedule.steps, generator)):
         batch = data[idx.to(data.device)]
         if not data_on_device:
             batch = batch.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext():
+        with autocast():
             loss, diag = step_loss(batch, schedule.temperature(step), generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, schedule.grad_clip)
         optimizer.step()
         lr_sched.step()
+        loss_sum += loss.detach().float()
+        loss_n += 1
         if quantizer is not None and (step + 1) % schedule.reset_every == 0:
             if code_reset:
-                quantizer.reset_dead_codes(schedule.reset_threshold, generator)
+                moved += quantizer.reset_dead_codes(schedule.reset_threshold, generator, schedule.reset_min_draws)
             else:
                 quantizer.usage.zero_()
         bar.update(1)
-        if step % 50 == 0 or step == schedule.steps - 1:  # the only host syncs: logging
+        if step % 50 == 0 or step == schedule.steps - 1:  # host syncs: logging and the curve only
             logged = {"loss": loss.item(), **{k: v.item() for k, v in diag.items()}}
             bar.set_postfix({k: f"{v:.4g}" for k, v in logged.items()}, refresh=False)
+        if step in at:
+            module.eval()
+            curve.append({"step": step + 1, "train_loss": float(loss_sum) / loss_n, **monitor()})
+            module.train()
+            loss_sum.zero_()
+            loss_n = 0
     bar.close()
     module.eval()
-    return logged
+    return {**logged, "codes_moved": int(moved), "curve": curve}

@@ -26,14 +26,33 @@ def test_root_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_offline_mnist_is_padded_exactly() -> None:
     from torchvision.datasets import MNIST
 
-    train, test = load_mnist(SHARED_MNIST)
+    train, test = load_mnist(SHARED_MNIST, preprocess="pad")
     assert train.images.shape == (5000, 1, 32, 32) and test.images.shape == (10000, 1, 32, 32)
     assert train.labels.dtype == torch.int64 and set(train.labels.tolist()) == set(range(10))
     raw = MNIST(str(SHARED_MNIST), train=False).data
     assert torch.equal(test.images[:, 0, 2:30, 2:30], raw.float() / 255)  # every pixel exact
     assert test.images[:, :, :2].abs().sum() == 0 and test.images[:, :, :, 30:].abs().sum() == 0
+    assert "zero-padded" in test.source
     with pytest.raises(ValueError, match="padded"):
-        load_mnist(SHARED_MNIST, size=31)
+        load_mnist(SHARED_MNIST, size=31, preprocess="pad")
+
+
+def test_offline_mnist_is_resized_by_default_as_the_reference_code() -> None:
+    """The default stretches the digit over 32x32 (bilinear, torchvision's Resize), so far
+    fewer pixels are trivially zero than with padding, and values stay in [0, 1]."""
+    from torchvision.datasets import MNIST
+    from torchvision.transforms.v2.functional import resize
+
+    _, test = load_mnist(SHARED_MNIST)
+    raw = MNIST(str(SHARED_MNIST), train=False).data[:5]
+    expected = resize(raw.float().unsqueeze(1) / 255, [32, 32], antialias=True).clamp(0, 1)
+    torch.testing.assert_close(test.images[:5], expected)
+    assert 0.0 <= float(test.images.min()) and float(test.images.max()) <= 1.0
+    padded_zeros = (load_mnist(SHARED_MNIST, preprocess="pad")[1].images == 0).float().mean()
+    assert (test.images == 0).float().mean() < padded_zeros - 0.05
+    assert "resized" in test.source
+    with pytest.raises(ValueError, match="preprocessing"):
+        load_mnist(SHARED_MNIST, preprocess="crop")
 
 
 def test_celeba_official_layout_split_crop_and_range(tmp_path: Path) -> None:

@@ -182,19 +182,96 @@ def test_training_forward_shapes_and_usage() -> None:
     assert q.usage.sum().item() == 32
 
 
-def test_reset_moves_dead_code_near_busy_one() -> None:
+def test_reset_moves_the_least_used_code_to_the_busiest() -> None:
+    """The reference rule: one code per check, the least used, beside the most used one."""
     q = _quantizer("gumbel")
     with torch.no_grad():
         q.codebook[5] = 100.0  # far away: never used
     q.usage.zero_()
     q.usage[0] = 50.0
     q.usage[1:5] = 10.0
+    q.usage[6:] = 10.0
     moved = q.reset_dead_codes(0.03, torch.Generator().manual_seed(0))
-    assert moved.item() == 16 - 5
-    assert q.codebook[5].abs().max().item() < 10  # now beside a used code
-    donors = q.codebook[:5]
-    assert torch.cdist(q.codebook[5:6], donors).min().item() < 0.2
+    assert moved.item() == 1
+    assert torch.dist(q.codebook[5], q.codebook[0]).item() < 0.1  # beside the busiest code
     assert q.usage.sum().item() == 0
+
+
+def test_reset_leaves_a_code_used_above_the_threshold() -> None:
+    q = _quantizer("gumbel")
+    before = q.codebook.detach().clone()
+    q.usage.fill_(100.0)
+    q.usage[3] = 4.0  # 4% of the busiest: alive
+    assert q.reset_dead_codes(0.03, torch.Generator().manual_seed(0)).item() == 0
+    assert torch.equal(q.codebook.detach(), before)
+
+
+def _uniform_draws_with_resets(batch: int, steps: int, min_draws: float, seed: int = 0) -> int:
+    """Codes moved when a 1x1 layer of 256 codes sees perfectly uniform usage, ``batch``
+    draws per step, checked every 20 steps (the training loop's schedule)."""
+    torch.manual_seed(0)
+    q = Quantizer(256, 4, "gumbel", "probabilistic")
+    g = torch.Generator().manual_seed(seed)
+    moved = 0
+    for step in range(steps):
+        q.usage += torch.bincount(torch.randint(256, (batch,), generator=g), minlength=256).float()
+        if (step + 1) % 20 == 0:
+            moved += int(q.reset_dead_codes(0.03, g, min_draws))
+    return moved
+
+
+def test_uniform_usage_at_small_batches_resets_almost_nothing() -> None:
+    """At batch 32 a 20-step check sees 640 draws over 256 codes: many live codes have count
+    0 by chance. Counts accumulated to 20 draws per code first leave live codes alone, where
+    acting on every check would move one live code every 20 steps."""
+    assert _uniform_draws_with_resets(batch=32, steps=2000, min_draws=20.0) <= 1
+    assert _uniform_draws_with_resets(batch=32, steps=2000, min_draws=0.0) >= 50  # the unsound rule
+
+
+def test_a_truly_dead_code_is_still_reset_at_small_batches() -> None:
+    torch.manual_seed(0)
+    q = Quantizer(256, 4, "gumbel", "probabilistic")
+    with torch.no_grad():
+        q.codebook[7] = 50.0
+    g = torch.Generator().manual_seed(0)
+    live = torch.tensor([i for i in range(256) if i != 7])
+    moved = 0
+    for step in range(400):
+        q.usage += torch.bincount(live[torch.randint(255, (32,), generator=g)], minlength=256).float()
+        if (step + 1) % 20 == 0:
+            moved += int(q.reset_dead_codes(0.03, g, 20.0))
+    assert moved >= 1 and q.codebook[7].abs().max().item() < 10
+
+
+def test_codebook_init_takes_k_distinct_latents() -> None:
+    q = Quantizer(16, 3, "gumbel", "probabilistic")
+    flat = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
+    q.init_from_data(flat, torch.Generator().manual_seed(1))
+    nearest = torch.cdist(q.codebook.detach(), flat).argmin(dim=1)
+    assert nearest.unique().numel() == 16  # each code sits on its own latent
+
+
+def test_ema_codebook_moves_to_the_mean_of_its_assigned_latents() -> None:
+    """Moving-average k-means (Section 3.1): with data that sits at two points, the two
+    codes used converge to them; the optimizer never touches the codebook."""
+    torch.manual_seed(0)
+    q = Quantizer(4, 2, "nearest", "ema", ema_decay=0.9)
+    assert not q.codebook.requires_grad
+    with torch.no_grad():
+        q.init_from_data(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0], [6.0, 6.0]]), torch.Generator().manual_seed(0))
+    points = torch.tensor([[0.5, 0.5], [5.5, 5.5]])
+    z = points.repeat(8, 1).view(4, 2, 2, 2).permute(0, 3, 1, 2)  # [B, D, h, w]
+    q.train()
+    for _ in range(200):
+        out = q(z, 1.0, None)
+    used = q.codebook[out.indices.unique()].detach()
+    torch.testing.assert_close(used.sort(dim=0).values, points, atol=1e-2, rtol=0)
+    assert out.vq.item() < 1e-3  # commitment term only, now ~0
+
+
+def test_ema_needs_the_nearest_code_quantizer() -> None:
+    with pytest.raises(ValueError, match="nearest"):
+        Quantizer(4, 2, "gumbel", "ema")
 
 
 def test_posterior_scores_give_eq3_up_to_a_row_constant() -> None:
