@@ -61,7 +61,7 @@ def single_vqvae(config: HQAConfig, k: int) -> QuantizedAutoencoder:
         if i > 0:  # where HQA re-quantizes to unit-scale codes, re-normalise the signal
             decoder_blocks.append(_chain_norm(config))
     decoder = nn.Sequential(*decoder_blocks)
-    quantizer = Quantizer(config.codes(k), c, config.quantizer, config.codebook_loss, config.vq_beta, config.ema_decay)
+    quantizer = Quantizer(config.codes(k), c, config.quantizer, config.codebook_loss, config.vq_beta, config.ema_decay, config.vq_code, config.vq_weight)
     return QuantizedAutoencoder(encoder, quantizer, decoder, norm=None, target="pixels")
 
 

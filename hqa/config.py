@@ -68,6 +68,10 @@ class HQAConfig:
     entropy_weight: float = 1e-3  # weight of KL(q || uniform) = log K - H[q]  (Eq. 4)
     commit_weight: float = 1e-3  # weight of E_q ||z_e - e_z||^2  (Eq. 4)
     vq_beta: float = 0.25  # commitment weight of the standard VQ loss (Eq. 2)
+    vq_weight: float = 1.0  # weight of the whole Eq. 2 loss against the reconstruction
+    # The code Eq. 2 acts on when the quantizer samples (Gumbel): "nearest" (Eq. 2's own
+    # definition) or "sample" (the Gumbel sample the decoder sees). See Quantizer._vq_indices.
+    vq_code: str = "nearest"
     reset_every: int = 20  # steps between code-usage checks (Section 5.3)
     reset_threshold: float = 0.03  # the least-used code is reset if used < 3% as often as the busiest
     # Counts are accumulated until they hold this many draws per code before a check acts: at
@@ -87,6 +91,8 @@ class HQAConfig:
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"HQAConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
+        if self.vq_code not in ("nearest", "sample"):
+            raise ValueError(f"HQAConfig.vq_code={self.vq_code!r}: expected 'nearest' or 'sample'")
         if self.codebook_loss == "ema" and self.quantizer != "nearest":
             raise ValueError("HQAConfig.codebook_loss='ema' (k-means updates) needs quantizer='nearest'")
         if self.num_layers < 1:

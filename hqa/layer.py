@@ -120,7 +120,7 @@ def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
         encoder = nn.Sequential(CodeEmbedding(config.codes(index - 1), c), encoder)
     return QuantizedAutoencoder(
         encoder,
-        Quantizer(config.codes(index), c, config.quantizer, config.codebook_loss, config.vq_beta, config.ema_decay),
+        Quantizer(config.codes(index), c, config.quantizer, config.codebook_loss, config.vq_beta, config.ema_decay, config.vq_code, config.vq_weight),
         DecoderBlock(
             c,
             config.dec_widths[index - 1],

@@ -162,13 +162,23 @@ class Quantizer(nn.Module):
     """
 
     def __init__(
-        self, codebook_size: int, code_dim: int, mode: str, loss: str, beta: float = 0.25, ema_decay: float = 0.99
+        self,
+        codebook_size: int,
+        code_dim: int,
+        mode: str,
+        loss: str,
+        beta: float = 0.25,
+        ema_decay: float = 0.99,
+        vq_code: str = "nearest",
+        vq_weight: float = 1.0,
     ) -> None:
         super().__init__()
         if mode not in ("gumbel", "nearest"):
             raise ValueError(f"unknown quantizer mode {mode!r}; expected 'gumbel' or 'nearest'")
         if loss not in ("probabilistic", "vq", "ema"):
             raise ValueError(f"unknown codebook loss {loss!r}; expected 'probabilistic', 'vq' or 'ema'")
+        if vq_code not in ("nearest", "sample"):
+            raise ValueError(f"unknown vq_code {vq_code!r}; expected 'nearest' or 'sample'")
         if loss == "ema" and mode != "nearest":
             raise ValueError("EMA codebook updates are k-means updates of a nearest-code quantizer; use mode='nearest'")
         self.mode = mode
@@ -176,6 +186,8 @@ class Quantizer(nn.Module):
         self.compiled = False  # set by use_compile(True)
         self.beta = beta
         self.ema_decay = ema_decay
+        self.vq_code = vq_code
+        self.vq_weight = vq_weight
         # EMA codebooks are set by their moving averages, never by the optimizer.
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim), requires_grad=loss != "ema")
         # Code-usage counts since the last reset check; kept on the device (no host sync).
@@ -250,11 +262,22 @@ class Quantizer(nn.Module):
             if self.training:
                 self.ema_update(flat.detach(), indices)
             kl = commit = flat.new_zeros(b)
-        else:  # Eq. 2
-            vq = vq_loss(flat, self.codebook[indices], self.beta)
+        else:  # Eq. 2, weighted by vq_weight
+            vq = self.vq_weight * vq_loss(flat, self.codebook[self._vq_indices(flat, indices)], self.beta)
             kl = commit = flat.new_zeros(b)
         z_q = z_q_flat.view(b, h, w, d).permute(0, 3, 1, 2)
         return QuantizeOutput(z_q=z_q, indices=indices.view(b, h, w), kl=kl, commit=commit, vq=vq)
+
+    def _vq_indices(self, flat: Tensor, indices: Tensor) -> Tensor:
+        """The code Eq. 2 pulls z_e [N, D] and the codebook together at. Eq. 2 is defined on the
+        nearest code; with a Gumbel sample (``indices``, what the decoder sees) taken instead
+        (``vq_code="sample"``), the commitment term pulls z_e towards random codes wherever q
+        is spread, and codes and latents contract together (measured: the HAMs + GS rows
+        collapse to a flat posterior)."""
+        if not self.stochastic or self.vq_code == "sample":
+            return indices
+        with torch.no_grad():
+            return posterior_scores(flat, self.codebook).argmax(dim=1)
 
     @torch.no_grad()
     def init_from_data(self, flat: Tensor, generator: torch.Generator | None) -> None:
