@@ -217,15 +217,19 @@ def write_reports(
 
 
 def _steps_run(manifest: dict) -> str:
-    """The optimizer steps each layer actually took (profiles ask for at least N steps and
-    train whole epochs), and those of each independent model (VQ-VAE) when budgeted apart."""
+    """The optimizer steps and batch each layer actually took (profiles ask for at least N
+    steps and train whole epochs), and those of each independent model (VQ-VAE) when
+    budgeted apart."""
     try:
-        n, batch = int(manifest["train_size"]), int(manifest["batch_size"])
+        n = int(manifest["train_size"])
         layers = HQAConfig.preset(manifest["dataset"]).num_layers
         steps = per_layer_steps(manifest["steps"], layers)
-        text = f"{whole_epochs(steps, n, batch)[1]} optimizer steps per layer at batch {batch}"
+        batch = manifest["batch_size"]
+        batches = per_layer_steps([batch] if isinstance(batch, int) else batch, layers)
+        taken = [whole_epochs([s], n, b)[1][0] for s, b in zip(steps, batches)]
+        text = f"{taken} optimizer steps per layer at batch {list(batches)}"
         if manifest.get("independent_steps"):
-            text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, batch)[1][0]} steps"
+            text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, batches[0])[1][0]} steps at batch {batches[0]}"
         return text
     except (KeyError, TypeError, ValueError):
         return "?"

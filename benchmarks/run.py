@@ -161,8 +161,9 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
                     model.adopt_bottom(other)
                     break
     epochs = ctx.profile.epochs(len(ctx.train), model.num_layers, independent=model.independent_rates)
+    batches = ctx.profile.layer_batches(model.num_layers, independent=model.independent_rates)
     for k in range(model.trained_layers + 1, model.num_layers + 1):
-        model.fit(ctx.train.images, epochs, ctx.profile.batch_size, seed, ctx.device, layers=k, progress=ctx.progress,
+        model.fit(ctx.train.images, epochs, batches, seed, ctx.device, layers=k, progress=ctx.progress,
                   compile=ctx.compile, mixed_precision=ctx.mixed_precision, heldout=ctx.curve_images,
                   curve_points=ctx.profile.curve_points)
         model.save(store.model_path(name, seed))
@@ -279,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "code_version": code_version(),
         "steps": list(profile.steps),
         "independent_steps": profile.independent_steps,
-        "batch_size": profile.batch_size,
+        "batch_size": profile.batch_size if isinstance(profile.batch_size, int) else list(profile.batch_size),
         "preprocess": args.mnist_preprocess if args.dataset == "mnist" else "centre crop 148, resize 64",
     }
     store = ResultStore(out)

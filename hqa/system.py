@@ -71,7 +71,7 @@ class FitRun:
     layer (the learning curve; None: no curve).
     """
 
-    batch_size: int
+    batch_sizes: tuple[int, ...]  # per layer, bottom first
     seed: int
     device: torch.device
     progress: bool = True
@@ -200,7 +200,7 @@ class CompressionSystem(nn.Module):
         self,
         images: Tensor,
         epochs: int | Sequence[int],
-        batch_size: int = 64,
+        batch_size: int | Sequence[int] = 64,
         seed: int = 0,
         device: str | torch.device = "cpu",
         layers: int | None = None,
@@ -212,7 +212,7 @@ class CompressionSystem(nn.Module):
     ) -> "CompressionSystem":
         """Train layers bottom first; layers already trained (e.g. loaded) are kept.
 
-        ``images``: [N, C, H, W] in [0, 1]. ``epochs``: one int, or one per layer.
+        ``images``: [N, C, H, W] in [0, 1]. ``epochs`` and ``batch_size``: one int, or one per layer.
         ``layers=k`` trains the bottom k only. Layer k's initialisation and batches come
         from ``seed`` and k alone, so a layer trained here equals one trained elsewhere.
         ``compile`` switches the model to its fused, ``torch.compile``d kernels (quantizer
@@ -230,17 +230,16 @@ class CompressionSystem(nn.Module):
         top = self.num_layers if layers is None else layers
         check_layer(top, self.num_layers)
         epochs_per = per_layer(epochs, self.num_layers, "epochs")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        batches = per_layer(batch_size, self.num_layers, "batch_size")
         dev = resolve_device(device)
         self.to(dev)
         todo = range(self.trained_layers + 1, top + 1)
-        work = sum(steps_for(epochs_per[k - 1], len(images), batch_size) * batch_size for k in todo)
+        work = sum(steps_for(epochs_per[k - 1], len(images), batches[k - 1]) * batches[k - 1] for k in todo)
         self.use_compile(compile_pays(dev, work) if compile is None else compile)
         if dev.type == "cpu" and work >= COMPILE_MIN_WORK:
             keep_freed_memory()  # large per-step tensors reused, not page-faulted in again (hqa.allocator)
         run = FitRun(
-            batch_size, seed, dev, progress, torch.bfloat16 if mixed_precision else None, heldout, curve_points
+            tuple(batches), seed, dev, progress, torch.bfloat16 if mixed_precision else None, heldout, curve_points
         )
         for k in todo:
             start = time.perf_counter()
@@ -299,13 +298,14 @@ class CompressionSystem(nn.Module):
         unit.load_state_dict(fresh.state_dict())
         unit.pending_init = True
         generator = torch.Generator(device=run.device).manual_seed(layer_seed(run.seed, k))
-        steps = steps_for(epochs, len(data), run.batch_size)
+        batch_size = run.batch_sizes[k - 1]
+        steps = steps_for(epochs, len(data), batch_size)
         heldout = run.heldout
         diag = train_stage(
             unit,
             step_loss,
             data,
-            run.batch_size,
+            batch_size,
             schedule_for(self.config, steps),
             generator,
             quantizer=unit.quantizer,
@@ -316,7 +316,7 @@ class CompressionSystem(nn.Module):
             monitor=None if heldout is None else lambda: self._heldout_metrics(k, heldout),
             monitor_points=run.curve_points,
         )
-        return {"steps": steps, "batch_size": run.batch_size, **diag}
+        return {"steps": steps, "batch_size": batch_size, **diag}
 
 
 # CPU work (training images x steps) above which fit() compiles by default: ~30 s of compiling
