@@ -100,7 +100,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="quick",
             seeds=3,
-            steps=(400, 600, 800, 1500, 2000),
+            steps=(400, 500, 800, 1500, 2000),
             batch_size=(64, 64, 128, 128, 128),
             train_size=None,
             eval_size=5000,
@@ -110,6 +110,7 @@ PROFILES: dict[str, Profile] = {
             "layer converges early and costs 2.7 ms per image per step on one core; layers 4-5 cost 0.1-0.2 ms and "
             "are bound by per-step overhead, so they get larger batches and more steps (results/mnist/README.md)",
             independent_steps=350,
+            curve_points=12,
         ),
         Profile(
             name="paper",

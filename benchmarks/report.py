@@ -27,6 +27,7 @@ from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
 from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_interval  # noqa: E402
+from .curves import IMPROVING_SHARE, curves_figure, improving_table  # noqa: E402
 from .figures import FigureData, write_figures  # noqa: E402
 from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
 from .registry import LABELS  # noqa: E402
@@ -206,6 +207,11 @@ def write_reports(
     rates.to_csv(out / "rates.csv", index=False)
     (out / "rates.md").write_text("Every rate, mean ± 95% Student-t interval over seeds.\n\n" + rates.to_markdown(index=False) + "\n")
     figure3(rows, out / names.figure)
+    improving = None
+    if not curves.empty:
+        curves_figure(curves, out / "curves.png")
+        improving = improving_table(curves)
+        improving.to_csv(out / "convergence.csv", index=False)
     figures_md = None
     if figures:
         try:
@@ -213,7 +219,7 @@ def write_reports(
             figures_md = write_figures(out, manifest.get("dataset", "mnist"), data)
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
-    write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md)
+    write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md, improving)
 
 
 def _steps_run(manifest: dict) -> str:
@@ -235,12 +241,24 @@ def _steps_run(manifest: dict) -> str:
         return "?"
 
 
+_PREPROCESSING = {
+    "resize": "MNIST resized 28 -> 32 (bilinear, as the paper's reference code)",
+    "pad": "MNIST zero-padded 28 -> 32 (MSE not comparable with the paper's: ~19% of pixels are trivially 0)",
+}
+
+
 def _yes_no(flag: object) -> str:
     return {True: "yes", False: "no"}.get(flag, "not recorded")  # type: ignore[call-overload]
 
 
 def write_readme(
-    out: Path, rows: pd.DataFrame, manifest: dict, table3_md: str, names: OutputNames, figures_md: str | None = None
+    out: Path,
+    rows: pd.DataFrame,
+    manifest: dict,
+    table3_md: str,
+    names: OutputNames,
+    figures_md: str | None = None,
+    improving: pd.DataFrame | None = None,
 ) -> None:
     runs = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()] if (out / "runs.jsonl").exists() else []
     last = runs[-1] if runs else {}
@@ -255,7 +273,8 @@ def write_readme(
         f"- Profile: `{manifest.get('profile')}`: at least {manifest.get('steps')} steps per layer, run as whole epochs: "
         f"{_steps_run(manifest)}; seeds {last.get('seeds', '?')}",
         f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
-        + f"; evaluated on {manifest.get('eval_size')} test images",
+        + f"; evaluated on {manifest.get('eval_size')} test images; preprocessing: "
+        + _PREPROCESSING.get(manifest.get("preprocess", "pad"), str(manifest.get("preprocess"))),
         f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')} x {last.get('threads_per_job', '?')} threads; "
         f"device {last.get('device', '?')}; fused compiled kernels: {_yes_no(last.get('compiled'))}; "
         f"mixed precision: {_yes_no(last.get('mixed_precision'))}",
@@ -275,6 +294,22 @@ def write_readme(
         timing.to_markdown(),
         "",
     ]
+    if improving is not None:
+        still = improving[improving["Still improving"] == "yes"]
+        summary = ", ".join(f"{s} layer {layer}" for s, layer in zip(still["System"], still["Layer"])) or "none"
+        lines += [
+            "## Convergence: learning curves",
+            "",
+            "![learning curves](curves.png)",
+            "",
+            f"Held-out metrics on the first {manifest.get('curve_images', '?')} evaluation images, logged at evenly spaced "
+            f"steps of every layer. A layer is marked *still improving* when its held-out error in its own target "
+            f"space fell by more than {100 * IMPROVING_SHARE:.0f}% over the last quarter of its steps (mean over seeds). "
+            f"Still improving at the last step: {summary}.",
+            "",
+            improving.to_markdown(index=False),
+            "",
+        ]
     if figures_md:
         lines += [figures_md.replace("# Figures", "## Figures", 1).replace("\n## ", "\n### "), ""]
     (out / "README.md").write_text("\n".join(lines))

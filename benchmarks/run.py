@@ -281,6 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "steps": list(profile.steps),
         "independent_steps": profile.independent_steps,
         "batch_size": profile.batch_size if isinstance(profile.batch_size, int) else list(profile.batch_size),
+        "curve_images": profile.curve_images,
         "preprocess": args.mnist_preprocess if args.dataset == "mnist" else "centre crop 148, resize 64",
     }
     store = ResultStore(out)

@@ -171,3 +171,56 @@ def test_checkpoint_errors(trained: HQA, tiny_config: HQAConfig, tmp_path: Path)
         HQA.load(truncated)
     with pytest.raises(ValueError, match="another config"):
         HQA.load(good, expect_config=tiny_config.replace(lr=1.0))
+
+
+def test_top_codebook_starts_from_k_distinct_latents_at_a_small_batch(tiny_config, tiny_images, monkeypatch) -> None:
+    """Layer 3 is 1x1: a batch of 4 gives 4 latents for 8 codes. The initialisation batch
+    (train_stage) gives each code its own latent; initialised from one training batch, codes
+    start as near-copies of 4 latents (pairs 1% apart)."""
+    import hqa.train
+
+    def min_gap_at_start() -> float:
+        still = tiny_config.replace(lr=1e-9)  # 16 steps that leave the initial codebook as it was
+        model = HQA(still).fit(tiny_images, epochs=1, batch_size=[16, 16, 4], seed=0, progress=False)
+        codebook = model.layer(3).quantizer.codebook.detach()
+        return float((torch.cdist(codebook, codebook) + torch.eye(len(codebook)) * 1e9).min())
+
+    good = min_gap_at_start()
+    monkeypatch.setattr(hqa.train, "INIT_BATCH", 0)  # the old rule: the first training batch only
+    assert good > 0.1 > min_gap_at_start()
+
+
+def test_learning_curve_is_logged_and_falls(tiny_config, tiny_images) -> None:
+    model = HQA(tiny_config).fit(
+        tiny_images, epochs=[30, 2, 2], batch_size=16, seed=0, progress=False, heldout=tiny_images[:16], curve_points=5
+    )
+    curve = model.fit_log[0]["curve"]
+    assert [p["step"] for p in curve] == sorted({p["step"] for p in curve}) and curve[-1]["step"] == model.fit_log[0]["steps"]
+    assert len(curve) == 5 and curve[-1]["heldout_pixel_mse"] < curve[0]["heldout_pixel_mse"]
+    assert curve[-1]["train_loss"] < curve[0]["train_loss"]
+    upper = model.fit_log[1]["curve"][-1]
+    assert {"train_loss", "heldout_pixel_mse", "heldout_target_mse"} <= set(upper)
+
+
+def test_hams_levels_encode_the_lower_codes(tiny_config, tiny_images) -> None:
+    """A cross-entropy (HAMs) level reads the lower level's discrete codes through a learned
+    embedding, not the continuous z_e: two z_e with the same codes give the same z_e above."""
+    from hqa.backbone import CodeEmbedding
+
+    ce = tiny_config.replace(target="ce", quantizer="nearest", codebook_loss="vq", code_reset=False)
+    model = HQA(ce).fit(tiny_images, epochs=1, batch_size=16, seed=0, progress=False)
+    assert isinstance(model.layer(2).encoder[0], CodeEmbedding) and model.layer(2).norm is None
+    with torch.no_grad():
+        z1 = model._z_e(tiny_images[:4], 1)
+        nudged = z1 + 1e-4  # same nearest codes, another z_e
+        assert torch.equal(model.layer(1).quantizer.quantize(nudged), model.layer(1).quantizer.quantize(z1))
+        torch.testing.assert_close(model._encode_step(nudged, 2), model._encode_step(z1, 2), rtol=0, atol=0)
+    assert model.fit_log[1]["curve"] == [] or "heldout_target_ce" in model.fit_log[1]["curve"][-1]
+
+
+def test_fit_compiles_by_default_only_where_it_pays() -> None:
+    from hqa.system import COMPILE_MIN_WORK, compile_pays
+
+    assert compile_pays(torch.device("cuda"), 1)
+    assert not compile_pays(torch.device("cpu"), COMPILE_MIN_WORK - 1)
+    assert compile_pays(torch.device("cpu"), COMPILE_MIN_WORK)

@@ -145,3 +145,20 @@ def test_kmeans_reconstructs_k_distinct_images_exactly(tiny_config: HQAConfig, t
     z = model.encode_continuous(distinct[:2], top)
     mid = model.decode_continuous((z[:1] + z[1:]) / 2, top)  # an interpolation snaps to a centroid
     assert any(torch.allclose(mid[0], d, atol=1e-5) for d in distinct)
+
+
+def test_vqvae_learns_its_codebook_by_moving_averages(tiny_config) -> None:
+    """The VQ-VAE baseline (Section 3.1): EMA k-means codebook, never an optimizer parameter;
+    the codebook still moves in training."""
+    from baselines.vqvae import vqvae_config
+
+    from conftest import blobs
+
+    model = VQVAE(vqvae_config(tiny_config))
+    q = model.models[0].quantizer
+    assert model.config.codebook_loss == "ema" and not q.codebook.requires_grad
+    images = blobs(64)
+    model.fit(images, epochs=1, batch_size=16, seed=0, layers=1, progress=False)
+    trained = q.codebook.detach().clone()
+    model2 = VQVAE(vqvae_config(tiny_config)).fit(images, epochs=3, batch_size=16, seed=0, layers=1, progress=False)
+    assert not torch.equal(model2.models[0].quantizer.codebook.detach(), trained)
