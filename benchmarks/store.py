@@ -37,6 +37,8 @@ ROW_COLUMNS = [
     "train_size",
     "code_version",
 ]
+# Manifest keys that follow from a profile's definition in the code (not from the command).
+PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "curve_images")
 # Rows of learning curves: metric "curve_<name>" at "step" (other rows: step 0, the trained model).
 CURVE_PREFIX = "curve_"
 _PACKAGES = ("hqa", "baselines", "benchmarks")
@@ -96,7 +98,10 @@ class ResultStore:
             diff = sorted(k for k in manifest if old.get(k) != manifest[k])
             if not diff:
                 return None
-            if diff != ["code_version"]:
+            # A new code version may redefine the same-named profile (its steps, batches):
+            # those rows are stale too. Anything else (profile, dataset, data) is another run.
+            redefined = "code_version" in diff and set(diff) <= {"code_version", *PROFILE_DEFINED}
+            if not redefined:
                 detail = ", ".join(f"{k}: {old.get(k)!r} here, {manifest[k]!r} now" for k in diff)
                 raise ValueError(f"{self.root} holds rows of another run ({detail}); choose another --out")
             note = self._set_aside(str(old.get("code_version")))

@@ -54,6 +54,18 @@ def test_another_profile_is_refused(tmp_path: Path) -> None:
         store.claim({**MANIFEST, "profile": "paper", "code_version": "bbb"})
 
 
+def test_a_redefined_profile_of_new_code_is_set_aside_but_other_data_refused(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    store.claim({**MANIFEST, "steps": [400], "preprocess": "resize"})
+    store.write_rows(store.cell_path("hqa", 0), [_row("aaa")])
+    with pytest.raises(ValueError, match="preprocess"):  # same code, other data: another run
+        store.claim({**MANIFEST, "steps": [400], "preprocess": "pad"})
+    with pytest.raises(ValueError, match="steps"):  # same code version cannot redefine steps
+        store.claim({**MANIFEST, "steps": [800], "preprocess": "resize"})
+    note = store.claim({**MANIFEST, "code_version": "bbb", "steps": [800], "preprocess": "resize"})
+    assert note is not None and "stale-aaa" in note and not store.has_cell("hqa", 0)
+
+
 def test_corrupt_manifest_is_named(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="run.json is corrupt"):
