@@ -39,6 +39,8 @@ ROW_COLUMNS = [
 ]
 # Manifest keys that follow from a profile's definition in the code (not from the command).
 PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "curve_images")
+# Manifest keys added later, with the value every older folder was made with.
+OLD_DEFAULTS = {"preprocess": "pad"}
 # Rows of learning curves: metric "curve_<name>" at "step" (other rows: step 0, the trained model).
 CURVE_PREFIX = "curve_"
 _PACKAGES = ("hqa", "baselines", "benchmarks")
@@ -95,7 +97,7 @@ class ResultStore:
                 old = json.loads(path.read_text())
             except json.JSONDecodeError:
                 raise ValueError(f"{path} is corrupt; remove it or choose another --out") from None
-            diff = sorted(k for k in manifest if old.get(k) != manifest[k])
+            diff = sorted(k for k in manifest if old.get(k, OLD_DEFAULTS.get(k)) != manifest[k])
             if not diff:
                 return None
             # A new code version may redefine the same-named profile (its steps, batches):

@@ -57,8 +57,9 @@ class HQAConfig:
     code_reset: bool = True
 
     # --- training (reference settings of the original code, DESIGN.md) ---
-    # RAdam. The reference code's 4e-4 (at batch 512) learned more slowly on the quick
-    # schedule's batches of 64-128; 1e-3 measured best there (results/mnist/README.md).
+    # RAdam, for every profile. The reference code's 4e-4 (at batch 512) learned more slowly
+    # on the quick schedule's batches of 64-128 in one-seed comparisons; 1e-3 measured best
+    # there (results/experiments/issue13-gpu.md). The paper profile uses it too.
     lr: float = 1e-3
     lr_final_ratio: float = 0.1  # cosine phase ends at lr * lr_final_ratio
     flat_fraction: float = 0.5  # share of steps at flat lr before the cosine decay

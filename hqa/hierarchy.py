@@ -123,13 +123,14 @@ class HQA(CompressionSystem):
     def _heldout_metrics(self, k: int, images: Tensor) -> dict[str, float]:
         """Pixel MSE (see the base class) and, above the bottom, layer k's error in its own
         target space: MSE to the normalised lower z_e, or cross-entropy (nats) over the lower
-        codes (HAMs), both of a sampled (stochastic) or nearest code, with a fixed seed."""
+        layer's most probable codes (HAMs; what a level reads at test time), decoded from a
+        sampled (stochastic) or nearest code of layer k, with a fixed seed."""
         out = super()._heldout_metrics(k, images)
         if k == 1:
             return out
         lay = self.layers[k - 1]
         gen = torch.Generator(device=self.device).manual_seed(CURVE_SEED + 100 + k)
-        inputs, target = self._layer_io(self._z_e(images.to(self.device), k - 1), k, gen)
+        inputs, target = self._layer_io(self._z_e(images.to(self.device), k - 1), k, None)
         out_k = lay.decoder(lay.quantizer.lookup(lay.quantizer.quantize(lay.encoder(inputs), gen)))
         if lay.target == "ce":
             out["heldout_target_ce"] = float(F.cross_entropy(out_k, target))

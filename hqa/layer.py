@@ -43,12 +43,13 @@ class QuantizedAutoencoder(nn.Module):
         self.norm = norm
         self.target = target
         self.reads_codes = target == "ce"
-        # Set when training starts; the first batch then runs data_init (see there).
+        # Set when training starts; the next objective() call then only runs data_init on its
+        # inputs (train_stage passes it the initialisation batch; see there).
         self.pending_init = False
 
     @torch.no_grad()
     def data_init(self, inputs: Tensor, latent_std: float, generator: torch.Generator | None) -> None:
-        """Data-dependent initialisation from the first training batch (encoder inputs).
+        """Data-dependent initialisation from the initialisation batch (encoder inputs).
 
         Eq. 3 has no temperature, so the scale of z_e decides how peaked q is: at default
         init z_e varies ~0.01 across images, q is uniform over any codebook near the data,
@@ -83,9 +84,10 @@ class QuantizedAutoencoder(nn.Module):
         Reconstruction is a mean per element (the reference code's ``recon / dims``); the
         Eq. 4 terms are per-image sums divided by the same number of dims, weighted 1e-3.
         """
-        if self.pending_init:
+        if self.pending_init:  # the initialisation batch: no loss, no quantizer or EMA update
             self.data_init(inputs, config.latent_init_std, generator)
             self.pending_init = False
+            return inputs.new_zeros((), dtype=torch.float32), {}
         z_e = self.encoder(inputs)
         q = self.quantizer(z_e, temperature, generator)
         out = self.decoder(q.z_q)

@@ -287,6 +287,9 @@ class Quantizer(nn.Module):
         nothing is learned. Callers pass at least K positions (see ``train_stage``'s
         initialisation batch): K near-copies of a few latents would start as one cluster."""
         gen_device = generator.device if generator is not None else flat.device
+        distinct = flat.unique(dim=0)  # equal latents (e.g. HAMs levels reading equal code maps) count once
+        if distinct.shape[0] >= self.size:
+            flat = distinct
         if flat.shape[0] >= self.size:
             pick = torch.randperm(flat.shape[0], generator=generator, device=gen_device)[: self.size]
         else:
@@ -336,7 +339,12 @@ class Quantizer(nn.Module):
         noise = torch.randn(self.codebook.shape[1], generator=generator, device=gen_device).to(self.codebook.device)
         moved = self.codebook[donor] + 0.01 * noise
         self.codebook[dead] = torch.where(move, moved, self.codebook[dead])
-        if self.loss == "ema":  # the moved code's averages must give its new place
-            self.ema_sum[dead] = torch.where(move, moved * self._smoothed_counts()[dead], self.ema_sum[dead])
+        if self.loss == "ema":  # the pair splits the busy code's averages, so both stay put
+            half = self.ema_count[donor] / 2
+            count = torch.where(move, half, self.ema_count[dead])
+            self.ema_sum[donor] = torch.where(move, self.ema_sum[donor] / 2, self.ema_sum[donor])
+            self.ema_count[donor] = torch.where(move, half, self.ema_count[donor])
+            self.ema_sum[dead] = torch.where(move, moved * count, self.ema_sum[dead])
+            self.ema_count[dead] = count
         self.usage.mul_((~ready).to(usage.dtype))
         return move.long()

@@ -23,9 +23,17 @@ StepLoss = Callable[[Tensor, float, torch.Generator], tuple[Tensor, dict[str, Te
 # () -> held-out metrics of the module as it is now (called in eval mode, see train_stage)
 Monitor = Callable[[], dict[str, float]]
 
-# Images in the data-dependent initialisation batch (at least the training batch): enough
-# that even a 1x1 layer sees >= K distinct latents for its K codes (Quantizer.init_from_data).
-INIT_BATCH = 1024
+# Latents per code in the data-dependent initialisation batch: the batch holds at least
+# INIT_LATENTS_PER_CODE * K latent positions (and at least one training batch), so that even a
+# 1x1 layer (one latent per image) starts its K codes at K distinct latents.
+INIT_LATENTS_PER_CODE = 4
+
+
+def init_batch_size(batch_size: int, codes: int, positions: int, n: int) -> int:
+    """Images in the initialisation batch of a layer with ``codes`` codes and ``positions``
+    latent positions per image, from ``n`` training items: enough for
+    ``INIT_LATENTS_PER_CODE * codes`` latents, at least ``batch_size``, at most ``n``."""
+    return min(n, max(batch_size, math.ceil(INIT_LATENTS_PER_CODE * codes / max(1, positions))))
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,16 @@ def train_stage(
     autocast_dtype: torch.dtype | None = None,
     monitor: Monitor | None = None,
     monitor_points: int = 0,
+    init_size: int | None = None,
 ) -> dict[str, object]:
     """Train ``module``'s parameters on ``data`` [N, ...] for ``schedule.steps`` steps.
 
     ``step_loss`` computes the loss of one batch (already on the module's device). A module
-    with ``pending_init`` set is first initialised from one larger batch of up to
-    :data:`INIT_BATCH` items (no update; see :meth:`QuantizedAutoencoder.data_init`).
+    with ``pending_init`` set is first initialised from one batch of ``init_size`` items
+    (default: the training batch; see :func:`init_batch_size`): ``step_loss`` is called on it
+    without gradients, and the module's objective then only runs its data-dependent
+    initialisation (:meth:`QuantizedAutoencoder.data_init`; a layer's running normalisation
+    takes that batch's statistics as its first).
     ``quantizer``'s usage counts are checked every ``reset_every`` steps and its least-used
     code moved when ``code_reset`` is set (:meth:`Quantizer.reset_dead_codes`).
     ``autocast_dtype`` (e.g. bfloat16) runs the forward pass under ``torch.autocast`` (mixed
@@ -122,7 +134,7 @@ def train_stage(
     autocast = (lambda: torch.autocast(device.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
     module.train()
     if getattr(module, "pending_init", False):
-        n_init = min(len(data), max(batch_size, INIT_BATCH))
+        n_init = min(len(data), init_size or batch_size)
         idx = torch.randperm(len(data), generator=generator, device=generator.device)[:n_init]
         with torch.no_grad(), autocast():
             step_loss(data[idx.to(data.device)].to(device), schedule.temperature(0), generator)

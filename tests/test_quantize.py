@@ -243,12 +243,54 @@ def test_a_truly_dead_code_is_still_reset_at_small_batches() -> None:
     assert moved >= 1 and q.codebook[7].abs().max().item() < 10
 
 
-def test_codebook_init_takes_k_distinct_latents() -> None:
+def test_codebook_init_takes_k_distinct_latents_even_from_repeated_rows() -> None:
+    """20 distinct latents, each repeated 5 times (as equal code maps give a HAMs level):
+    the 16 codes start at 16 different latents, not at copies of one."""
     q = Quantizer(16, 3, "gumbel", "probabilistic")
-    flat = torch.randn(40, 3, generator=torch.Generator().manual_seed(0))
-    q.init_from_data(flat, torch.Generator().manual_seed(1))
-    nearest = torch.cdist(q.codebook.detach(), flat).argmin(dim=1)
-    assert nearest.unique().numel() == 16  # each code sits on its own latent
+    distinct = torch.randn(20, 3, generator=torch.Generator().manual_seed(0))
+    q.init_from_data(distinct.repeat(5, 1), torch.Generator().manual_seed(1))
+    nearest = torch.cdist(q.codebook.detach(), distinct).argmin(dim=1)
+    assert nearest.unique().numel() == 16
+
+
+def test_eq2_acts_on_the_nearest_code_under_a_gumbel_sample() -> None:
+    """vq_code="nearest" (default): Eq. 2 between z_e and its nearest code, whatever code the
+    Gumbel sample picked; vq_code="sample": between z_e and the sampled code."""
+    from hqa.quantize import vq_loss
+
+    torch.manual_seed(0)
+    near = Quantizer(8, 2, "gumbel", "vq")
+    samp = Quantizer(8, 2, "gumbel", "vq", vq_code="sample")
+    samp.load_state_dict(near.state_dict())
+    with torch.no_grad():
+        near.codebook.mul_(0.2)  # codes close together: samples often differ from the nearest
+        samp.codebook.copy_(near.codebook)
+    z = torch.randn(4, 2, 3, 3, generator=torch.Generator().manual_seed(1))
+    flat = z.permute(0, 2, 3, 1).reshape(-1, 2)
+    nearest = torch.cdist(flat, near.codebook.detach()).argmin(dim=1)
+    a = near(z, 1.0, torch.Generator().manual_seed(2))
+    b = samp(z, 1.0, torch.Generator().manual_seed(2))
+    assert torch.equal(a.indices, b.indices) and not torch.equal(a.indices.flatten(), nearest)  # same samples
+    torch.testing.assert_close(a.vq, vq_loss(flat, near.codebook[nearest], 0.25))
+    torch.testing.assert_close(b.vq, vq_loss(flat, samp.codebook[b.indices.flatten()], 0.25))
+
+
+def test_ema_reset_splits_the_busy_code_so_both_stay_put() -> None:
+    torch.manual_seed(0)
+    q = Quantizer(4, 2, "nearest", "ema", ema_decay=0.9)
+    with torch.no_grad():
+        q.init_from_data(torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0], [9.0, 9.0]]), torch.Generator().manual_seed(0))
+    q.ema_count.copy_(torch.tensor([10.0, 0.0, 30.0, 0.0]))
+    q.ema_sum.copy_(q.codebook.detach() * q.ema_count[:, None])
+    q.usage.copy_(torch.tensor([10.0, 0.0, 30.0, 5.0]))
+    busy = q.codebook[2].detach().clone()
+    assert q.reset_dead_codes(0.03, torch.Generator().manual_seed(0)).item() == 1
+    assert torch.dist(q.codebook[1], busy).item() < 0.1 and q.ema_count[1].item() == q.ema_count[2].item() == 15.0
+    moved = q.codebook.detach().clone()
+    z = torch.zeros(1, 2, 1, 1)  # one latent at the origin: only code 0 is assigned
+    q.train()
+    q(z, 1.0, None)
+    torch.testing.assert_close(q.codebook[1:3].detach(), moved[1:3], atol=1e-4, rtol=0)  # unassigned codes keep their place
 
 
 def test_ema_codebook_moves_to_the_mean_of_its_assigned_latents() -> None:
