@@ -59,9 +59,7 @@ class Profile:
 
     def epochs(self, n_train: int, num_layers: int, independent: bool = False) -> list[int]:
         """Epochs per layer giving at least the asked steps in full batches of ``n_train`` images."""
-        steps = self.layer_steps(num_layers, independent)
-        batches = self.layer_batches(num_layers, independent)
-        return [whole_epochs([s], n_train, b)[0][0] for s, b in zip(steps, batches)]
+        return whole_epochs(self.layer_steps(num_layers, independent), n_train, self.layer_batches(num_layers, independent))[0]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -73,12 +71,15 @@ def per_layer_steps(steps: Sequence[int], num_layers: int) -> tuple[int, ...]:
     return tuple(steps[min(k, len(steps) - 1)] for k in range(num_layers))
 
 
-def whole_epochs(steps: Sequence[int], n_train: int, batch_size: int) -> tuple[list[int], list[int]]:
+def whole_epochs(
+    steps: Sequence[int], n_train: int, batch_size: int | Sequence[int]
+) -> tuple[list[int], list[int]]:
     """(epochs, steps actually taken) per layer when at least ``steps`` full batches of
-    ``n_train`` images are run as whole epochs."""
-    per_epoch = max(1, n_train // batch_size)
-    epochs = [max(1, math.ceil(s / per_epoch)) for s in steps]
-    return epochs, [e * per_epoch for e in epochs]
+    ``n_train`` images are run as whole epochs; ``batch_size``: one, or one per layer."""
+    batches = [batch_size] * len(steps) if isinstance(batch_size, int) else list(batch_size)
+    per_epoch = [max(1, n_train // b) for b in batches]
+    epochs = [max(1, math.ceil(s / p)) for s, p in zip(steps, per_epoch)]
+    return epochs, [e * p for e, p in zip(epochs, per_epoch)]
 
 
 PROFILES: dict[str, Profile] = {
@@ -106,9 +107,10 @@ PROFILES: dict[str, Profile] = {
             eval_size=5000,
             classifier_epochs=8,
             description="the whole MNIST pipeline on a 2-core CPU in under an hour: 3 seeds, a fixed half of the "
-            "test set. Steps and batches per layer from measured learning curves and per-image costs: the bottom "
-            "layer converges early and costs 2.7 ms per image per step on one core; layers 4-5 cost 0.1-0.2 ms and "
-            "are bound by per-step overhead, so they get larger batches and more steps (results/mnist/README.md)",
+            "test set. Steps and batches per layer from measured per-image costs and learning curves: the bottom "
+            "layer costs 2.7 ms per image per step on one core and learns fastest; layers 4-5 cost 0.1-0.2 ms and "
+            "are bound by per-step overhead, so they get larger batches and more steps. Most layers are still "
+            "improving at their last step (results/mnist/README.md, Convergence)",
             independent_steps=350,
             curve_points=12,
         ),

@@ -232,7 +232,7 @@ def _steps_run(manifest: dict) -> str:
         steps = per_layer_steps(manifest["steps"], layers)
         batch = manifest["batch_size"]
         batches = per_layer_steps([batch] if isinstance(batch, int) else batch, layers)
-        taken = [whole_epochs([s], n, b)[1][0] for s, b in zip(steps, batches)]
+        taken = whole_epochs(steps, n, batches)[1]
         text = f"{taken} optimizer steps per layer at batch {list(batches)}"
         if manifest.get("independent_steps"):
             text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, batches[0])[1][0]} steps at batch {batches[0]}"

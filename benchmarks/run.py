@@ -47,7 +47,7 @@ class Context:
     profile: Profile
     train: ImageSet
     test: ImageSet
-    curve_images: Any  # Tensor [M, C, H, W]: the fixed test slice of the learning curves
+    curve_images: torch.Tensor  # [M, C, H, W]: the fixed test slice of the learning curves
     classifier_path: str | None  # None: the dataset has no labels, so no classifier space
     inception_weights: str | None
     reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images

@@ -19,6 +19,7 @@ CodebookLoss = Literal["probabilistic", "vq", "ema"]
 QUANTIZERS: tuple[str, ...] = ("gumbel", "nearest")
 TARGETS: tuple[str, ...] = ("mse", "ce")
 CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq", "ema")
+VQ_CODES: tuple[str, ...] = ("nearest", "sample")
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ class HQAConfig:
     vq_weight: float = 1.0  # weight of the whole Eq. 2 loss against the reconstruction
     # The code Eq. 2 acts on when the quantizer samples (Gumbel): "nearest" (Eq. 2's own
     # definition) or "sample" (the Gumbel sample the decoder sees). See Quantizer._vq_indices.
-    vq_code: str = "nearest"
+    vq_code: Literal["nearest", "sample"] = "nearest"
     reset_every: int = 20  # steps between code-usage checks (Section 5.3)
     reset_threshold: float = 0.03  # the least-used code is reset if used < 3% as often as the busiest
     # Counts are accumulated until they hold this many draws per code before a check acts: at
@@ -91,11 +92,10 @@ class HQAConfig:
             ("quantizer", QUANTIZERS),
             ("target", TARGETS),
             ("codebook_loss", CODEBOOK_LOSSES),
+            ("vq_code", VQ_CODES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"HQAConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")
-        if self.vq_code not in ("nearest", "sample"):
-            raise ValueError(f"HQAConfig.vq_code={self.vq_code!r}: expected 'nearest' or 'sample'")
         if self.codebook_loss == "ema" and self.quantizer != "nearest":
             raise ValueError("HQAConfig.codebook_loss='ema' (k-means updates) needs quantizer='nearest'")
         if self.num_layers < 1:

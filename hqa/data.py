@@ -57,8 +57,6 @@ def _to_size(images_u8: Tensor, size: int, preprocess: str) -> Tensor:
         from torchvision.transforms.v2.functional import resize
 
         return resize(x, [size, size], antialias=True).clamp_(0.0, 1.0)
-    if preprocess != "pad":
-        raise ValueError(f"unknown MNIST preprocessing {preprocess!r}; known: {', '.join(MNIST_PREPROCESSING)}")
     extra = size - x.shape[-1]
     if extra < 0 or extra % 2:
         raise ValueError(f"MNIST is padded from 28 to an even larger size; got size={size}")

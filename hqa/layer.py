@@ -42,10 +42,14 @@ class QuantizedAutoencoder(nn.Module):
         self.decoder = decoder
         self.norm = norm
         self.target = target
-        self.reads_codes = target == "ce"
         # Set when training starts; the next objective() call then only runs data_init on its
         # inputs (train_stage passes it the initialisation batch; see there).
         self.pending_init = False
+
+    @property
+    def reads_codes(self) -> bool:
+        """Whether the encoder reads the lower layer's code indices (HAMs levels) rather than a z_e."""
+        return self.target == "ce"
 
     @torch.no_grad()
     def data_init(self, inputs: Tensor, latent_std: float, generator: torch.Generator | None) -> None:

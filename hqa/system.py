@@ -238,8 +238,9 @@ class CompressionSystem(nn.Module):
         self.to(dev)
         todo = range(self.trained_layers + 1, top + 1)
         work = sum(steps_for(epochs_per[k - 1], len(images), batches[k - 1]) * batches[k - 1] for k in todo)
-        self.use_compile(compile_pays(dev, work) if compile is None else compile)
-        if dev.type == "cpu" and work >= COMPILE_MIN_WORK:
+        pays = compile_pays(dev, work)
+        self.use_compile(pays if compile is None else compile)
+        if pays and dev.type == "cpu":
             keep_freed_memory()  # large per-step tensors reused, not page-faulted in again (hqa.allocator)
         run = FitRun(
             tuple(batches), seed, dev, progress, torch.bfloat16 if mixed_precision else None, heldout, curve_points
