@@ -61,6 +61,11 @@ def load_models(out: Path, dataset: str, seed: int = 0) -> dict[str, Compression
     return models
 
 
+# Image grids: inches per image cell and resolution, so that a cell is 0.5 x 110 = 55 px.
+CELL_INCHES = 0.5
+DPI = 110
+
+
 def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str], path: Path, title: str) -> None:
     """Save a grid of image strips: ``rows[i][j]`` is a [n, C, H, W] strip shown side by side."""
     import matplotlib
@@ -70,7 +75,13 @@ def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str]
     from torchvision.utils import make_grid
 
     n_rows, n_cols = len(rows), len(rows[0])
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(2.6 * n_cols, 0.55 * n_rows + 0.6), squeeze=False)
+    # Sized by the images in each strip, so an image cell is CELL_INCHES * DPI >= 48 px however
+    # many images a strip holds (one wide column of 12 images, or 5 columns of 8).
+    widths = [max(len(row[j]) for row in rows) for j in range(n_cols)]
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(CELL_INCHES * sum(widths) + 0.3 * n_cols, (CELL_INCHES + 0.3) * n_rows + 0.6),
+        squeeze=False, gridspec_kw={"width_ratios": widths},
+    )
     for i, row in enumerate(rows):
         for j, strip in enumerate(row):
             ax = axes[i][j]
@@ -82,9 +93,9 @@ def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str]
                 ax.set_title(col_labels[j], fontsize=8)
             if j == 0:
                 ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # tight: row labels and titles are never clipped
     plt.close(fig)
 
 

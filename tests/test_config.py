@@ -59,3 +59,14 @@ def test_per_layer_codebook_sizes_set_bits_and_quantizers() -> None:
         cfg.replace(codebook_sizes=(4,))
     with pytest.raises(ValueError, match="powers of 2"):
         cfg.replace(codebook_sizes=(4, 3))
+
+
+def test_profiles_turn_per_layer_steps_and_batches_into_whole_epochs() -> None:
+    from benchmarks.profiles import get_profile, whole_epochs
+
+    quick = get_profile("quick")
+    assert quick.layer_batches(5) == (64, 64, 128, 128, 128)
+    assert quick.layer_batches(5, independent=True) == (64,) * 5  # VQ-VAE: the bottom layer's batch
+    # 5000 images: 78 steps per epoch at batch 64, 39 at 128
+    assert whole_epochs(quick.layer_steps(5), 5000, quick.layer_batches(5)) == ([6, 7, 21, 39, 52], [468, 546, 819, 1521, 2028])
+    assert quick.epochs(5000, 7) == [6, 7, 21, 39, 52, 52, 52]  # CelebA's 7 layers repeat the last entry

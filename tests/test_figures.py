@@ -72,3 +72,19 @@ def test_toy_reproduces_the_ordering_of_figure_1() -> None:
     assert vq2["realism"] < 0.5
     assert sto["realism"] > 0.9 and sto["coverage"] == 1.0
     assert sto["coverage"] > det["coverage"] and sto["realism"] > max(vq2["realism"], det["realism"])
+
+def test_image_grid_grows_with_its_cells_and_keeps_them_readable(tmp_path: Path) -> None:
+    """An image cell is at least 48 px in the saved PNG, whether a strip holds 4 or 12 images,
+    and the file widens with the images per strip."""
+    from PIL import Image
+
+    from benchmarks.figures import _grid
+
+    def width(n: int) -> int:
+        strip = torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(n))
+        _grid([[strip], [strip]], ["a long row label, system #1", "b"], ["a column title"], tmp_path / f"{n}.png", "a title")
+        return Image.open(tmp_path / f"{n}.png").size[0]
+
+    narrow, wide = width(4), width(12)
+    assert wide > narrow
+    assert (wide - narrow) / 8 >= 48  # each extra image adds a cell of >= 48 px
