@@ -1,7 +1,11 @@
-"""rFID through torch-fidelity, in two labelled feature spaces.
+"""rFID through torch-fidelity, in three labelled feature spaces.
 
+- ``"independent"``: the penultimate layer of the dataset's cached independent feature
+  network (``gap-cnn``, seed 1; :mod:`benchmarks.classifier`), registered with
+  torch-fidelity as ``"hqa-feature-net"`` (always available): the offline rFID.
 - ``"classifier"``: the penultimate layer of the dataset's cached classifier, registered
-  with torch-fidelity as the feature extractor ``"hqa-classifier"`` (always available).
+  with torch-fidelity as the feature extractor ``"hqa-classifier"`` (always available). The
+  same network gives the classification error, so this rFID is not independent of it.
 - ``"inception"``: torch-fidelity's Inception-v3 (``"inception-v3-compat"``, 2048-d pool
   features), with weights downloaded on first use or read from a local file.
 
@@ -27,8 +31,15 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from .classifier import Classifier
 
 CLASSIFIER_EXTRACTOR = "hqa-classifier"
+FEATURE_NET_EXTRACTOR = "hqa-feature-net"
 INCEPTION_EXTRACTOR = "inception-v3-compat"
-FEATURE_SPACES: tuple[str, ...] = ("classifier", "inception")
+FEATURE_SPACES: tuple[str, ...] = ("independent", "classifier", "inception")
+# What each space is, for every table header and figure title.
+SPACE_LABELS: dict[str, str] = {
+    "independent": "rFID (independent CNN features)",
+    "classifier": "rFID (classifier's own features)",
+    "inception": "rFID (Inception-v3)",
+}
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -39,7 +50,7 @@ def to_uint8(images: Tensor) -> Tensor:
 class ClassifierFeatureExtractor(FeatureExtractorBase):
     """torch-fidelity extractor over a :class:`Classifier` checkpoint.
 
-    Provides ``"penultimate"`` (128-d, the FID features) and ``"logits"``; expects uint8
+    Provides ``"penultimate"`` (the FID features) and ``"logits"``; expects uint8
     [B, C, H, W] like every torch-fidelity extractor. The checkpoint path comes in as
     ``feature_extractor_weights_path``, exactly as for Inception.
     """
@@ -73,8 +84,9 @@ class ClassifierFeatureExtractor(FeatureExtractorBase):
         return tuple(out[name] for name in self.features_list)
 
 
-if CLASSIFIER_EXTRACTOR not in FEATURE_EXTRACTORS_REGISTRY:
-    register_feature_extractor(CLASSIFIER_EXTRACTOR, ClassifierFeatureExtractor)
+for _name in (CLASSIFIER_EXTRACTOR, FEATURE_NET_EXTRACTOR):
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(_name, ClassifierFeatureExtractor)
 
 
 class FeatureSpace:
@@ -141,6 +153,15 @@ def classifier_space(
         CLASSIFIER_EXTRACTOR, ["penultimate", "logits"], feature_extractor_weights_path=str(classifier_path)
     )
     return FeatureSpace("classifier", ext, reference, reference_stats=reference_stats)
+
+
+def feature_net_space(
+    path: str | os.PathLike[str], reference: Tensor | None = None, reference_stats: dict[str, np.ndarray] | None = None
+) -> FeatureSpace:
+    """The independent rFID space: penultimate features of the cached feature network (no
+    logits, so the classification error always comes from the classifier)."""
+    ext = ClassifierFeatureExtractor(FEATURE_NET_EXTRACTOR, ["penultimate"], feature_extractor_weights_path=str(path))
+    return FeatureSpace("independent", ext, reference, reference_stats=reference_stats)
 
 
 def inception_space(

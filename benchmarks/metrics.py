@@ -17,14 +17,16 @@ from torch import Tensor
 from hqa.system import CompressionSystem
 
 from .fidelity import FeatureSpace
+from .information import InformationMeter, code_entropy
 
 MSE = "mse"  # per-pixel squared error in [0, 1], mean over images and pixels
 CLASS_ERROR = "class_error"  # % of reconstructions the classifier gets wrong
 RFID = "rfid"  # Fréchet distance test vs reconstructions, in a labelled feature space
-EFFECTIVE_BITS = "effective_bits"  # entropy of the emitted codes x positions
+CODE_ENTROPY = "code_entropy"  # bits: entropy of the emitted codes, per position, summed (information.py)
+INFO_BITS = "information_bits"  # bits: I(X; Z) from the posterior, per position, summed (information.py)
 NOMINAL_BITS = "nominal_bits"  # h * w * log2 K
 CODES_USED = "codes_used"  # distinct codes emitted on the evaluation set
-METRICS: tuple[str, ...] = (MSE, CLASS_ERROR, RFID, EFFECTIVE_BITS, NOMINAL_BITS, CODES_USED)
+METRICS: tuple[str, ...] = (MSE, CLASS_ERROR, RFID, CODE_ENTROPY, INFO_BITS, NOMINAL_BITS, CODES_USED)
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,6 @@ def classification_error(logits: Tensor, labels: Tensor) -> float:
     return 100.0 * float((logits.argmax(dim=1) != labels).double().mean())
 
 
-def effective_bits(codes: Tensor, codebook_size: int) -> float:
-    """Entropy (bits) of the empirical distribution of all codes in ``codes`` [N, h, w],
-    times the number of positions h * w: the rate the codes actually carry."""
-    counts = torch.bincount(codes.flatten().cpu(), minlength=codebook_size).double()
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * p.log2()).sum()) * codes[0].numel()
-
-
 @torch.inference_mode()
 def reconstruct_all(
     system: CompressionSystem, images: Tensor, layer: int, seed: int, batch_size: int = 100
@@ -73,6 +67,15 @@ def reconstruct_all(
         codes.append(c.cpu())
         recons.append(system.decode(c, layer, gen).float().cpu())
     return torch.cat(recons), torch.cat(codes)
+
+
+@torch.inference_mode()
+def layer_information(system: CompressionSystem, images: Tensor, layer: int, batch_size: int = 100) -> float:
+    """Information bits (:mod:`benchmarks.information`) of ``layer``'s code about ``images``."""
+    meter = InformationMeter()
+    for i in range(0, len(images), batch_size):
+        meter.add(system.posterior(images[i : i + batch_size], layer))
+    return meter.bits()
 
 
 def image_metrics(
@@ -101,7 +104,8 @@ def evaluate_system(
         row = partial(Measurement, layer, bits)
         out += [
             row(MSE, mse(images, x_hat)),
-            row(EFFECTIVE_BITS, effective_bits(codes, system.config.codes(layer))),
+            row(CODE_ENTROPY, code_entropy(codes, system.config.codes(layer))),
+            row(INFO_BITS, layer_information(system, images, layer)),
             row(NOMINAL_BITS, float(bits)),
             row(CODES_USED, float(codes.unique().numel())),
         ]

@@ -26,7 +26,8 @@ import seaborn as sns  # noqa: E402
 from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
-from .metrics import CLASS_ERROR, CODES_USED, EFFECTIVE_BITS, MSE, RFID, t_interval  # noqa: E402
+from .fidelity import FEATURE_SPACES, SPACE_LABELS  # noqa: E402
+from .metrics import CLASS_ERROR, CODE_ENTROPY, CODES_USED, INFO_BITS, MSE, RFID, t_interval  # noqa: E402
 from .curves import IMPROVING_SHARE, curves_figure, improving_table  # noqa: E402
 from .figures import FigureData, write_figures  # noqa: E402
 from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
@@ -43,7 +44,10 @@ PAPER_TABLE3: dict[str, tuple[str, str, str]] = {
     "hams-gs-mse": ("0.054 ± 0.0003", "21.0 ± 1.0", "10.6 ± 0.93"),
     "hqa": ("0.053 ± 0.0006", "22.8 ± 0.7", "12.4 ± 1.82"),
 }
-SPACE_LABEL = {"classifier": "rFID (classifier features)", "inception": "rFID (Inception-v3)"}
+PAPER_RFID = "Paper rFID (Inception-v3; not comparable in value with offline spaces)"
+CLASS_ERROR_LABEL = "Class. error (%, classifier)"
+INFO_LABEL = "Information bits I(X;Z)"
+ENTROPY_LABEL = "Entropy of emitted codes (bits)"
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -63,11 +67,12 @@ def _fmt(mean: float, half: float, digits: int) -> str:
 def metric_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, int]]:
     """(column title, metric, feature space, digits) of the metrics present."""
     cols = [("Distortion (MSE)", MSE, "", 4)]
-    for space in ("classifier", "inception"):
+    for space in FEATURE_SPACES:
         if ((summary["metric"] == RFID) & (summary["feature_space"] == space)).any():
-            cols.append((SPACE_LABEL[space], RFID, space, 1))
-    cols += [("Class. error (%)", CLASS_ERROR, "", 2), ("Effective bits", EFFECTIVE_BITS, "", 2), ("Codes used", CODES_USED, "", 1)]
-    return cols
+            cols.append((SPACE_LABELS[space], RFID, space, 1))
+    cols += [(CLASS_ERROR_LABEL, CLASS_ERROR, "", 2), (INFO_LABEL, INFO_BITS, "", 2), (ENTROPY_LABEL, CODE_ENTROPY, "", 2),
+             ("Codes emitted", CODES_USED, "", 1)]
+    return [c for c in cols if (summary["metric"] == c[1]).any() or c[1] == MSE]
 
 
 def rate_table(summary: pd.DataFrame, layer: int | None, paper_values: bool = True) -> pd.DataFrame:
@@ -91,7 +96,7 @@ def rate_table(summary: pd.DataFrame, layer: int | None, paper_values: bool = Tr
                 rec[title] = _fmt(hit["mean"].iloc[0], hit["half"].iloc[0], digits) if len(hit) else "–"
             if layer is not None and paper_values:
                 paper = PAPER_TABLE3.get(system)
-                rec["Paper MSE"], rec["Paper rFID (Inception)"], rec["Paper class. error (%)"] = paper or ("–",) * 3
+                rec["Paper MSE"], rec[PAPER_RFID], rec["Paper class. error (%)"] = paper or ("–",) * 3
             records.append(rec)
     return pd.DataFrame(records)
 
@@ -115,36 +120,48 @@ def output_names(dataset: str) -> OutputNames:
 
 
 def figure3(rows: pd.DataFrame, path: Path) -> None:
-    """Rate (log) against distortion, rFID per feature space and classification error."""
+    """Rate (log) against distortion, rFID per feature space, classification error and the
+    information the codes carry (a grid of panels, three per row)."""
     data = rows[(rows["system"] != "none") & (rows["layer"] > 0)].copy()
     data["System"] = data["system"].map(lambda s: LABELS.get(s, s))
+    present = lambda metric, space="": ((data["metric"] == metric) & (data["feature_space"] == space)).any()  # noqa: E731
     panels = [(MSE, "", "Distortion (MSE)")]
-    panels += [(RFID, s, SPACE_LABEL[s]) for s in ("classifier", "inception") if ((data["metric"] == RFID) & (data["feature_space"] == s)).any()]
-    if (data["metric"] == CLASS_ERROR).any():
-        panels.append((CLASS_ERROR, "", "Classification error (%)"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    panels += [(RFID, s, SPACE_LABELS[s]) for s in FEATURE_SPACES if present(RFID, s)]
+    panels += [(m, "", t) for m, t in ((CLASS_ERROR, CLASS_ERROR_LABEL), (INFO_BITS, INFO_LABEL)) if present(m)]
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 4.2 * nrows), squeeze=False)
+    flat = list(axes.flat)
     order = [LABELS[s] for s in LABELS if LABELS[s] in set(data["System"])]
 
     def interval(values: pd.Series) -> tuple[float, float]:
         _, lo, hi = t_interval(values.tolist())
         return lo, hi
 
-    for ax, (metric, space, title) in zip(axes, panels):
+    for i, (ax, (metric, space, title)) in enumerate(zip(flat, panels)):
         sel = data[(data["metric"] == metric) & (data["feature_space"] == space)]
-        sns.lineplot(data=sel, x="bits", y="value", hue="System", hue_order=order, marker="o", errorbar=interval, ax=ax, legend=ax is axes[-1])
+        sns.lineplot(data=sel, x="bits", y="value", hue="System", hue_order=order, marker="o", errorbar=interval, ax=ax,
+                     legend=i == ncols - 1)
         ax.set_xscale("log", base=2)
-        # Every metric is >= 0; with few seeds a t-interval can be far wider than the spread
-        # of the means, so the axis follows the means and the bands are clipped by it.
-        top = sel.groupby(["System", "bits"])["value"].mean().max()
-        ax.set_ylim(0, 1.3 * top if top > 0 else 1)
-        ax.set_xlabel("rate (bits per image)")
+        if metric == INFO_BITS:  # the nominal rate is the most a code can carry
+            ax.set_yscale("log", base=2)
+            ax.plot(sorted(sel["bits"].unique()), sorted(sel["bits"].unique()), "k:", lw=1, label="nominal rate")
+        else:
+            # Every metric is >= 0; with few seeds a t-interval can be far wider than the spread
+            # of the means, so the axis follows the means and the bands are clipped by it.
+            top = sel.groupby(["System", "bits"])["value"].mean().max()
+            ax.set_ylim(0, 1.3 * top if top > 0 else 1)
+        ax.set_xlabel("nominal rate (bits per image)")
         ax.set_ylabel(title)
         ax.set_title(title)
+    for ax in flat[len(panels):]:
+        ax.axis("off")
     n = data.groupby("system")["seed"].nunique().min()
-    fig.suptitle(f"Rate against distortion, rFID and classification error (mean over {n}+ seeds; bands: 95% t-interval, clipped to the axes)")
-    sns.move_legend(axes[-1], "upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle(f"Rate against distortion, rFID, classification error and information (mean over {n}+ seeds; "
+                 "bands: 95% t-interval, clipped to the axes)")
+    sns.move_legend(flat[ncols - 1], "upper left", bbox_to_anchor=(1.02, 1))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -28,8 +28,8 @@ from hqa.allocator import keep_freed_memory
 from hqa.data import MNIST_PREPROCESSING, DataNotFoundError, ImageSet, load_celeba, load_mnist
 from hqa.system import CompressionSystem, resolve_device
 
-from .classifier import load_or_train_classifier
-from .fidelity import FeatureSpace, classifier_space, inception_space
+from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
+from .fidelity import FeatureSpace, classifier_space, feature_net_space, inception_space
 from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
 from .registry import DATASETS, SYSTEMS, build_system, parse_systems
@@ -49,6 +49,7 @@ class Context:
     test: ImageSet
     curve_images: torch.Tensor  # [M, C, H, W]: the fixed test slice of the learning curves
     classifier_path: str | None  # None: the dataset has no labels, so no classifier space
+    feature_net_path: str | None  # the independent rFID network (None where there are no labels)
     inception_weights: str | None
     reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
     device: str
@@ -176,6 +177,8 @@ def _spaces(ctx: Context) -> list[FeatureSpace]:
     spaces = []
     if ctx.classifier_path is not None:
         spaces.append(classifier_space(ctx.classifier_path, reference_stats=ctx.reference_stats["classifier"]))
+    if ctx.feature_net_path is not None:
+        spaces.append(feature_net_space(ctx.feature_net_path, reference_stats=ctx.reference_stats["independent"]))
     if "inception" in ctx.reference_stats:
         space, _ = inception_space(None, ctx.inception_weights, reference_stats=ctx.reference_stats["inception"])
         if space is not None:
@@ -295,13 +298,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(note, file=sys.stderr)
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
     classifier_path: str | None = None
+    feature_net_path: str | None = None
     spaces = []
-    if bool((train.labels >= 0).all()):  # labelled data: the classifier of Section 6.2
-        _, path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=args.cache_dir)
+    if bool((train.labels >= 0).all()):  # labelled data: the classifier of Section 6.2, and an independent rFID network
+        _, path = load_or_train_classifier(train, profile.classifier_epochs, cache=args.cache_dir)
         classifier_path = str(path)
         spaces.append(classifier_space(classifier_path, test.images))
+        _, path = load_or_train_classifier(train, profile.classifier_epochs, FEATURE_NET_SEED, args.cache_dir,
+                                           arch=FEATURE_NET_ARCH)
+        feature_net_path = str(path)
+        spaces.append(feature_net_space(feature_net_path, test.images))
     else:
-        print(f"{args.dataset} has no labels: no classifier error and no classifier-feature rFID", file=sys.stderr)
+        print(f"{args.dataset} has no labels: no classifier error and no offline rFID (trained feature networks need labels)",
+              file=sys.stderr)
     inception_note = "Inception rFID not requested (--no-inception)"
     if not args.no_inception:
         space, inception_note = inception_space(test.images, args.inception_weights)
@@ -311,7 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     compile = profile.compile if args.compile is None else args.compile
     auto_mixed = device.startswith("cuda") and torch.cuda.is_bf16_supported()  # bfloat16 needs Ampere or later
     mixed = auto_mixed if args.mixed_precision is None else args.mixed_precision
-    ctx = Context(str(out), args.dataset, profile, train, test, test.images[: profile.curve_images], classifier_path, args.inception_weights,
+    ctx = Context(str(out), args.dataset, profile, train, test, test.images[: profile.curve_images], classifier_path, feature_net_path,
+                  args.inception_weights,
                   {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, compile, mixed, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"

@@ -9,11 +9,32 @@ kernel compiled for one layer, seed or task is reused by the next; modules opt i
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Callable
 
 import torch
 from torch import nn
+
+
+NO_CUDA_NOTICE = "No CUDA runtime is found"
+_CPP_EXTENSION_LOGGER = "torch.utils.cpp_extension"
+
+
+class _DropNoCudaNotice(logging.Filter):
+    """Drops torch's "No CUDA runtime is found, using CUDA_HOME=..." notice, which every
+    process that compiles prints on a machine without a GPU, where none is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return NO_CUDA_NOTICE not in record.getMessage()
+
+
+def silence_no_cuda_notice() -> None:
+    """Install :class:`_DropNoCudaNotice` on torch's C++-extension logger (once per process;
+    every other message of that logger still shows)."""
+    logger = logging.getLogger(_CPP_EXTENSION_LOGGER)
+    if not any(isinstance(f, _DropNoCudaNotice) for f in logger.filters):
+        logger.addFilter(_DropNoCudaNotice())
 
 
 class Compiled:
@@ -34,6 +55,8 @@ class Compiled:
             return self.eager(*args)
         try:
             if self.fn is None:
+                if not torch.cuda.is_available():
+                    silence_no_cuda_notice()
                 self.fn = torch.compile(self.compilable, **self.options)
             return self.fn(*args)
         except Exception as exc:  # compilation happens inside the first call for each shape

@@ -223,6 +223,21 @@ class Quantizer(nn.Module):
             return categorical_sample(scores, generator).view(b, h, w)
         return scores.argmax(dim=1).view(b, h, w)
 
+    def posterior(self, z_e: Tensor) -> Tensor:
+        """q(z | x) per position: [B, D, h, w] -> [B, h, w, K] probabilities (float32).
+
+        Gumbel mode: Eq. 3's softmax over -||z_e - e_k||^2, the distribution test-time
+        samples come from. Nearest mode: one-hot on the nearest code (what is emitted)."""
+        b, d, h, w = z_e.shape
+        flat = _at_least_float32(z_e.permute(0, 2, 3, 1).reshape(-1, d))
+        with torch.autocast(z_e.device.type, enabled=False):
+            scores = posterior_scores(flat, self.codebook)
+        if self.stochastic:
+            q = torch.softmax(scores, dim=1)
+        else:
+            q = F.one_hot(scores.argmax(dim=1), self.size).to(scores.dtype)
+        return q.view(b, h, w, self.size)
+
     def lookup(self, indices: Tensor) -> Tensor:
         """Code vectors for indices: [B, h, w] -> [B, D, h, w]."""
         return self.codebook[indices].permute(0, 3, 1, 2)  # channels-last strides, as the convs prefer

@@ -171,6 +171,13 @@ class CompressionSystem(nn.Module):
         return self._quantizer(layer).quantize(z_e, generator)
 
     @torch.inference_mode()
+    def posterior(self, x: Tensor, layer: int) -> Tensor:
+        """q(z | x) of ``layer``'s quantizer at every latent position: [B, C, H, W] ->
+        [B, h, w, K] probabilities (one-hot for deterministic quantizers); what
+        :meth:`encode` samples from, or takes the mode of."""
+        return self._quantizer(layer).posterior(self.encode_continuous(x, layer))
+
+    @torch.inference_mode()
     def decode(self, codes: Tensor, layer: int, generator: torch.Generator | None = None) -> Tensor:
         """Images from codes of ``layer``: LongTensor [B, h, w] -> [B, C, H, W] in [0, 1].
 

@@ -63,3 +63,24 @@ def test_compiled_mish_equals_torch_mish_with_gradients() -> None:
     torch.testing.assert_close(g, expected, rtol=1e-5, atol=1e-6)
     with torch.inference_mode():
         torch.testing.assert_close(m(x.detach()), F.mish(x.detach()), rtol=1e-5, atol=1e-6)
+
+
+def test_no_cuda_notice_is_dropped_and_other_messages_kept() -> None:
+    import logging
+
+    from hqa.compiled import NO_CUDA_NOTICE, silence_no_cuda_notice
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    silence_no_cuda_notice()
+    silence_no_cuda_notice()  # idempotent: one filter
+    assert sum(type(f).__name__ == "_DropNoCudaNotice" for f in logger.filters) == 1
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logger.addHandler(handler)
+    try:
+        logger.warning("%s, using CUDA_HOME='%s'", NO_CUDA_NOTICE, "/usr/local")
+        logger.warning("a compiler error the user must see")
+    finally:
+        logger.removeHandler(handler)
+    assert seen == ["a compiler error the user must see"]

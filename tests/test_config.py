@@ -70,3 +70,12 @@ def test_profiles_turn_per_layer_steps_and_batches_into_whole_epochs() -> None:
     # 5000 images: 78 steps per epoch at batch 64, 39 at 128
     assert whole_epochs(quick.layer_steps(5), 5000, quick.layer_batches(5)) == ([6, 7, 21, 39, 52], [468, 546, 819, 1521, 2028])
     assert quick.epochs(5000, 7) == [6, 7, 21, 39, 52, 52, 52]  # CelebA's 7 layers repeat the last entry
+
+
+def test_paper_profile_is_fifty_epochs_of_60k_at_batch_512() -> None:
+    from benchmarks.profiles import get_profile, whole_epochs
+
+    paper = get_profile("paper")
+    epochs, taken = whole_epochs(paper.layer_steps(5), 60_000, paper.layer_batches(5))
+    assert epochs == [50] * 5 and taken == [5850] * 5  # 117 full batches per epoch
+    assert "reference code" in paper.description and "5,850" in paper.description

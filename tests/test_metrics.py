@@ -7,16 +7,17 @@ import pytest
 import torch
 import torch_fidelity
 
-from benchmarks.classifier import train_classifier
+from benchmarks.classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier, train_classifier
 from benchmarks.fidelity import (
     CLASSIFIER_EXTRACTOR,
     FeatureSpace,
     classifier_space,
+    feature_net_space,
     frechet_distance_numpy,
     inception_space,
     to_uint8,
 )
-from benchmarks.metrics import CLASS_ERROR, RFID, classification_error, effective_bits, mse, no_compression, t_interval
+from benchmarks.metrics import CLASS_ERROR, RFID, classification_error, mse, no_compression, t_interval
 from hqa.data import ImageSet
 
 
@@ -33,12 +34,9 @@ def test_fid_hand_computed_diagonal_gaussians() -> None:
     assert frechet_distance_numpy(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_mse_effective_bits_and_interval() -> None:
+def test_mse_and_interval() -> None:
     x, y = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
     assert mse(x, y) == pytest.approx(0.25)
-    codes = torch.tensor([[[0, 1], [2, 3]], [[0, 1], [2, 3]]])  # uniform over 4 codes: 2 bits x 4 positions
-    assert effective_bits(codes, 256) == pytest.approx(8.0)
-    assert effective_bits(torch.zeros(5, 1, 1, dtype=torch.long), 256) == pytest.approx(0.0)
     mean, lo, hi = t_interval([1.0, 2.0, 3.0])
     assert mean == 2.0 and hi - mean == pytest.approx(4.302652729911275 * 1.0 / np.sqrt(3))
     assert t_interval([5.0]) == (5.0, 5.0, 5.0)
@@ -130,3 +128,27 @@ def test_inception_path_with_stand_in_weights(tmp_path: Path) -> None:
     assert space.fid(real) == pytest.approx(0.0, abs=1e-2)
     missing, why = inception_space(real, tmp_path / "nope.pth")
     assert missing is None and "not found" in why
+
+
+def test_independent_feature_net_is_another_network_cached_apart(
+    classifier_file: tuple[Path, ImageSet], tmp_path: Path
+) -> None:
+    path, data = classifier_file
+    a, a_path = load_or_train_classifier(data, epochs=2, cache=tmp_path, progress=False)
+    b, b_path = load_or_train_classifier(data, epochs=2, seed=FEATURE_NET_SEED, cache=tmp_path, progress=False,
+                                         arch=FEATURE_NET_ARCH)
+    assert a_path != b_path and a.arch == "small-cnn" and b.arch == "gap-cnn"
+    assert {type(m) for m in b.body} != {type(m) for m in a.body}  # another architecture, not another seed only
+    again, _ = load_or_train_classifier(data, epochs=2, seed=FEATURE_NET_SEED, cache=tmp_path, progress=False,
+                                        arch=FEATURE_NET_ARCH)
+    assert all(torch.equal(x, y) for x, y in zip(again.state_dict().values(), b.state_dict().values()))  # from the cache
+    indep = feature_net_space(b_path, data.images)
+    assert indep.name == "independent" and not indep.provides_logits
+    assert indep.features(data.images).shape == (40, 256)
+    # the classification error comes from the classifier, whichever order the spaces are in
+    rows = no_compression(data.images, 1 - data.labels, [indep, classifier_space(path, data.images)])
+    assert {(m.metric, m.feature_space) for m in rows} == {("mse", ""), (RFID, "independent"), (RFID, "classifier"),
+                                                           (CLASS_ERROR, "")}
+    assert next(m.value for m in rows if m.metric == CLASS_ERROR) == 100.0
+    with pytest.raises(ValueError, match="unknown classifier architecture"):
+        train_classifier(data, epochs=1, seed=0, arch="resnet-9000")

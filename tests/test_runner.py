@@ -55,12 +55,15 @@ def test_smoke_sweep_resumes_and_refuses_other_profiles(tmp_path: Path, capsys: 
     assert set(rows["layer"]) == {0, 1, 2, 3, 4, 5}
     assert set(rows[rows["layer"] == 5]["bits"]) == {8}
     assert (rows["profile"] == "smoke").all() and (rows["train_size"] == 512).all()
-    assert {"classifier"} == set(rows[rows["metric"] == "rfid"]["feature_space"])
+    assert {"classifier", "independent"} == set(rows[rows["metric"] == "rfid"]["feature_space"])
+    assert {"information_bits", "code_entropy"} <= set(rows["metric"])
     for name in ("table3.md", "table3.csv", "figure3.png", "README.md", "rates.md", "reconstructions.png",
                  "table4_interpolations.png", "stochastic_decodes.png", "figures.md"):
         assert (out / name).stat().st_size > 0
     table = pd.read_csv(out / "table3.csv")
     assert list(table["System"]) == ["No compression", "HAMs", "HAMs + MSE"]
+    assert {"rFID (independent CNN features)", "rFID (classifier's own features)", "Class. error (%, classifier)",
+            "Information bits I(X;Z)", "Entropy of emitted codes (bits)"} <= set(table.columns)
     # hams-mse adopted hams' layer 1 (the same training problem): identical layer-1 rows
     hams = pd.read_csv(out / "rows" / "hams-seed0.csv", keep_default_na=False)
     l1 = lambda r: r[(r["layer"] == 1) & (r["metric"] == "mse")]["value"].item()  # noqa: E731
