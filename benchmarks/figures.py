@@ -64,6 +64,8 @@ def load_models(out: Path, dataset: str, seed: int = 0) -> dict[str, Compression
 # Image grids: inches per image cell and resolution, so that a cell is 0.5 x 110 = 55 px.
 CELL_INCHES = 0.5
 DPI = 110
+GAP_CELLS = 0.25  # white gap between an interpolation's ends and its path, in cells
+BLOCK_HEAD_INCHES = 0.8  # a block's title and column labels
 
 
 def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str], path: Path, title: str) -> None:
@@ -96,6 +98,45 @@ def _grid(rows: list[list[Tensor]], row_labels: list[str], col_labels: list[str]
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=DPI, bbox_inches="tight")  # tight: row labels and titles are never clipped
+    plt.close(fig)
+
+
+def interpolation_blocks(blocks: list[tuple[Tensor, Tensor, Tensor]], labels: list[str], path: Path, title: str) -> None:
+    """Table 4's layout: one block per system (titled with its name), one row per pair:
+    original a, a gap, the decoded path a -> b, a gap, original b. ``blocks[i]`` is
+    (a [P, C, H, W], paths [P, S, C, H, W], b [P, C, H, W]); every image cell is
+    CELL_INCHES * DPI px in the saved file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from torchvision.utils import make_grid
+
+    steps = blocks[0][1].shape[1]
+    cells = steps + 2 + 2 * GAP_CELLS  # images and gaps per row
+    heights = [len(a) for a, _, _ in blocks]
+    fig, axes = plt.subplots(
+        len(blocks), 1, figsize=(CELL_INCHES * cells + 0.4, sum(CELL_INCHES * h + BLOCK_HEAD_INCHES for h in heights) + 0.5),
+        squeeze=False, gridspec_kw={"height_ratios": heights},
+    )
+    for ax, (a, paths, b), label in zip(axes[:, 0], blocks, labels):
+        c, size = a.shape[1], a.shape[-1]
+        gap = torch.ones(len(a), c, size, int(GAP_CELLS * size))
+        rows = [torch.cat([a[p], gap[p], *paths[p].unbind(0), gap[p], b[p]], dim=-1) for p in range(len(a))]
+        image = make_grid(torch.stack(rows).float().clamp(0, 1), nrow=1, padding=2, pad_value=1.0)
+        ax.imshow(image.permute(1, 2, 0).numpy(), cmap="gray", vmin=0, vmax=1)
+        width = image.shape[-1]
+        a_mid, path_mid, b_mid = size / 2, width / 2, width - size / 2
+        ax.set_xticks([a_mid, path_mid, b_mid], ["a", f"decoded path a \u2192 b ({steps} points)", "b"], fontsize=8)
+        ax.xaxis.set_ticks_position("top")
+        ax.tick_params(length=0)
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_title(label, loc="left", fontsize=9, fontweight="bold", pad=14)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -165,11 +206,11 @@ def interpolations(
             lines.append(
                 f"| {LABELS[name]} | {conf[interior].mean():.3f} | {dist[interior].mean():.2f} | {dist[~interior].mean():.2f} |"
             )
-        for p in range(min(SHOWN, pairs)):  # the two originals frame their decoded path
-            rows.append([torch.cat([held[a_idx[p] : a_idx[p] + 1], decoded[p * STEPS : (p + 1) * STEPS], held[b_idx[p] : b_idx[p] + 1]])])
-            labels.append(f"{LABELS[name]} #{p + 1}")
+        shown = min(SHOWN, pairs)  # the two originals frame each decoded path
+        rows.append((held[a_idx[:shown]], decoded.view(pairs, STEPS, *decoded.shape[1:])[:shown], held[b_idx[:shown]]))
+        labels.append(LABELS[name])
     if rows:
-        _grid(rows, labels, ["original a | decoded path a -> b | original b"], path, title.lstrip("# "))
+        interpolation_blocks(rows, labels, path, title.lstrip("# "))
     return lines + ["", f"![interpolations]({path.name})", ""]
 
 

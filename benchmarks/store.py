@@ -44,7 +44,8 @@ OLD_DEFAULTS = {"preprocess": "pad"}
 # Rows of learning curves: metric "curve_<name>" at "step" (other rows: step 0, the trained model).
 CURVE_PREFIX = "curve_"
 _PACKAGES = ("hqa", "baselines", "benchmarks")
-_NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py"}
+# Modules that write reports, figures, timings or the toy (not rows of a sweep).
+_NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py", "figures.py", "curves.py", "toy.py"}
 
 
 def code_version(root: Path | None = None) -> str:

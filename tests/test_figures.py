@@ -88,3 +88,27 @@ def test_image_grid_grows_with_its_cells_and_keeps_them_readable(tmp_path: Path)
     narrow, wide = width(4), width(12)
     assert wide > narrow
     assert (wide - narrow) / 8 >= 48  # each extra image adds a cell of >= 48 px
+
+
+def test_interpolation_blocks_grow_with_systems_and_pairs_and_keep_cells_readable(tmp_path: Path) -> None:
+    """Table 4's layout, measured from the saved file: each block adds its rows of >= 48 px
+    image cells; a row is 2 ends + the path wide."""
+    from PIL import Image
+
+    from benchmarks.figures import interpolation_blocks
+
+    g = torch.Generator().manual_seed(0)
+
+    def size(systems: int, pairs: int) -> tuple[int, int]:
+        block = (torch.rand(pairs, 1, 32, 32, generator=g), torch.rand(pairs, 8, 1, 32, 32, generator=g),
+                 torch.rand(pairs, 1, 32, 32, generator=g))
+        path = tmp_path / f"{systems}-{pairs}.png"
+        interpolation_blocks([block] * systems, [f"System {i} with a long name" for i in range(systems)], path, "Table 4")
+        return Image.open(path).size
+
+    w1, h1 = size(1, 3)
+    w2, h2 = size(2, 3)
+    _, h3 = size(2, 4)
+    assert w1 >= 10 * 48 and w2 == w1  # 8 path points + 2 ends per row, width set by the row
+    assert h2 - h1 >= 3 * 48  # another system: another block of 3 rows
+    assert h3 - h2 >= 2 * 48  # one more pair per block, in both blocks
