@@ -20,6 +20,7 @@ QUANTIZERS: tuple[str, ...] = ("gumbel", "nearest")
 TARGETS: tuple[str, ...] = ("mse", "ce")
 CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq", "ema")
 VQ_CODES: tuple[str, ...] = ("nearest", "sample")
+RESET_RULES: tuple[str, ...] = ("least-used", "all-unused")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,11 @@ class HQAConfig:
     # draws per step over 256 codes). Under uniform use, P(count <= 3% of max) at 20 draws per
     # code is ~1e-7 per code.
     reset_min_draws: float = 20.0
+    # "least-used": the reference code's rule, one code per check (Section 5.3). "all-unused":
+    # every code drawn not once in a window of >= reset_min_draws draws per code moves to a
+    # recent z_e of the batch (no live code goes unused that long by chance: P = e^-20); for
+    # deep nearest-code models, whose codes die faster than one per check can revive.
+    reset_rule: Literal["least-used", "all-unused"] = "least-used"
     ema_decay: float = 0.99  # moving-average codebook updates (codebook_loss="ema")
     latent_init_std: float = 1.0  # data-dependent init: per-channel std of z_e at step 0
     norm_momentum: float = 0.1  # running statistics of the lower z_e (Section 5.2.2)
@@ -93,6 +99,7 @@ class HQAConfig:
             ("target", TARGETS),
             ("codebook_loss", CODEBOOK_LOSSES),
             ("vq_code", VQ_CODES),
+            ("reset_rule", RESET_RULES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"HQAConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")

@@ -126,7 +126,7 @@ def hqa_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
         encoder = nn.Sequential(CodeEmbedding(config.codes(index - 1), c), encoder)
     return QuantizedAutoencoder(
         encoder,
-        Quantizer(config.codes(index), c, config.quantizer, config.codebook_loss, config.vq_beta, config.ema_decay, config.vq_code, config.vq_weight),
+        Quantizer.for_layer(config, index),
         DecoderBlock(
             c,
             config.dec_widths[index - 1],

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compiled import Compiled
-from .config import CODEBOOK_LOSSES, QUANTIZERS, VQ_CODES
+from .config import CODEBOOK_LOSSES, QUANTIZERS, RESET_RULES, VQ_CODES, HQAConfig
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
@@ -172,10 +172,11 @@ class Quantizer(nn.Module):
         ema_decay: float = 0.99,
         vq_code: str = "nearest",
         vq_weight: float = 1.0,
+        reset_rule: str = "least-used",
     ) -> None:
         super().__init__()
         for name, value, allowed in (("quantizer mode", mode, QUANTIZERS), ("codebook loss", loss, CODEBOOK_LOSSES),
-                                     ("vq_code", vq_code, VQ_CODES)):
+                                     ("vq_code", vq_code, VQ_CODES), ("reset rule", reset_rule, RESET_RULES)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
         if loss == "ema" and mode != "nearest":
@@ -187,6 +188,8 @@ class Quantizer(nn.Module):
         self.ema_decay = ema_decay
         self.vq_code = vq_code
         self.vq_weight = vq_weight
+        self.reset_rule = reset_rule
+        self.recent: Tensor | None = None  # "all-unused" resets: z_e [<=K, D] of the last training batch
         # EMA codebooks are set by their moving averages, never by the optimizer.
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim), requires_grad=loss != "ema")
         # Code-usage counts since the last reset check; kept on the device (no host sync).
@@ -194,6 +197,12 @@ class Quantizer(nn.Module):
         if loss == "ema":  # moving averages of each code's count and of the sum of its z_e
             self.register_buffer("ema_count", torch.ones(codebook_size))
             self.register_buffer("ema_sum", self.codebook.detach().clone())
+
+    @classmethod
+    def for_layer(cls, config: HQAConfig, k: int) -> "Quantizer":
+        """The quantizer of layer k under ``config`` (its codebook size, mode and losses)."""
+        return cls(config.codes(k), config.code_dim, config.quantizer, config.codebook_loss, config.vq_beta,
+                   config.ema_decay, config.vq_code, config.vq_weight, config.reset_rule)
 
     @property
     def size(self) -> int:
@@ -269,6 +278,8 @@ class Quantizer(nn.Module):
             if self.loss == "probabilistic":
                 kl, commit = probabilistic_terms(posterior_log_probs(dist), dist)
         self.usage += torch.bincount(indices, minlength=self.size).to(self.usage.dtype)
+        if self.reset_rule == "all-unused" and self.training:
+            self.recent = flat.detach()[: self.size]  # where the data is now: the next reset's targets
         if self.loss == "probabilistic":  # Eq. 4 terms, summed over positions per image
             kl, commit = kl.view(b, -1).sum(1), commit.view(b, -1).sum(1)
         elif self.loss == "ema":  # commitment only; the codebook follows its moving averages
@@ -346,6 +357,8 @@ class Quantizer(nn.Module):
         """
         usage = self.usage
         ready = usage.sum() >= min_draws_per_code * self.size
+        if self.reset_rule == "all-unused":
+            return self._reset_unused(ready, generator)
         min_count, dead = usage.min(dim=0)
         move = ready & (min_count < threshold * usage.max())
         donor = usage.argmax()
@@ -362,3 +375,22 @@ class Quantizer(nn.Module):
             self.ema_count[dead] = count
         self.usage.mul_((~ready).to(usage.dtype))
         return move.long()
+
+    def _reset_unused(self, ready: Tensor, generator: torch.Generator | None) -> Tensor:
+        """The "all-unused" rule: once the counts hold enough draws (``ready``), every code
+        drawn not once moves onto a random z_e of the last training batch (with 1% noise);
+        an EMA code starts with the mean count, so that it is not averaged away at once."""
+        dead = ready & (self.usage == 0)
+        if self.recent is None:
+            return dead.new_zeros((), dtype=torch.long)
+        gen_device = generator.device if generator is not None else self.codebook.device
+        pick = torch.randint(len(self.recent), (self.size,), generator=generator, device=gen_device).to(self.codebook.device)
+        noise = torch.randn(self.codebook.shape, generator=generator, device=gen_device).to(self.codebook.device)
+        moved = self.recent[pick] + 0.01 * noise
+        self.codebook.copy_(torch.where(dead[:, None], moved, self.codebook))
+        if self.loss == "ema":
+            mean = self.ema_count.mean()
+            self.ema_sum.copy_(torch.where(dead[:, None], moved * mean, self.ema_sum))
+            self.ema_count.copy_(torch.where(dead, mean, self.ema_count))
+        self.usage.mul_((~ready).to(self.usage.dtype))
+        return dead.sum()

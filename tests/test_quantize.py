@@ -321,3 +321,38 @@ def test_posterior_scores_give_eq3_up_to_a_row_constant() -> None:
     z, e = torch.randn(20, 5, generator=g), torch.randn(7, 5, generator=g)
     torch.testing.assert_close(torch.log_softmax(posterior_scores(z, e), 1), posterior_log_probs(squared_distances(z, e)),
                                atol=1e-5, rtol=1e-5)
+
+
+def _all_unused_quantizer() -> Quantizer:
+    torch.manual_seed(0)
+    return Quantizer(256, 4, "nearest", "ema", reset_rule="all-unused")
+
+
+def test_all_unused_rule_leaves_uniform_usage_alone_at_small_batches() -> None:
+    q, g, moved = _all_unused_quantizer(), torch.Generator().manual_seed(0), 0
+    q.train()
+    q(torch.randn(32, 4, 1, 1), 1.0, None)  # a training batch: the reset targets
+    for step in range(2000):
+        q.usage += torch.bincount(torch.randint(256, (32,), generator=g), minlength=256).float()
+        if (step + 1) % 20 == 0:
+            moved += int(q.reset_dead_codes(0.03, g, 20.0))
+    assert moved == 0
+
+
+def test_all_unused_rule_moves_every_dead_code_onto_recent_latents() -> None:
+    q, g = _all_unused_quantizer(), torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        q.codebook[:200] = 50.0  # 200 codes far from the data
+    q.train()
+    batch = torch.randn(64, 4, 1, 1, generator=g)
+    q(batch, 1.0, None)
+    q.usage.zero_()
+    q.usage[200:] = 100.0  # the rest busy: > 20 draws per code in all
+    moved = q.reset_dead_codes(0.03, g, 20.0)
+    assert moved.item() == 200
+    latents = batch.flatten(1)
+    nearest = torch.cdist(q.codebook[:200].detach(), latents).min(dim=1).values
+    assert nearest.max().item() < 0.1  # each moved code sits on a z_e of the batch
+    assert torch.allclose(q.ema_sum[:200] / q.ema_count[:200, None], q.codebook[:200])  # EMA keeps it there
+    with pytest.raises(ValueError, match="reset rule"):
+        Quantizer(8, 2, "nearest", "ema", reset_rule="sometimes")
