@@ -23,7 +23,8 @@ from tqdm.auto import tqdm
 from hqa.checkpoint import load_checkpoint, save_checkpoint
 from hqa.data import ImageSet
 
-CLASSIFIER_VERSION = "1"  # bump when the architecture or training changes
+# Per architecture: bump when its layers or training change (the version is in the cache key).
+ARCH_VERSIONS = {"small-cnn": "1", "gap-cnn": "1"}
 CACHE_ENV = "HQA_CACHE_DIR"
 CLASSIFIER_ARCH, CLASSIFIER_SEED = "small-cnn", 0  # classification error (and its own rFID space)
 FEATURE_NET_ARCH, FEATURE_NET_SEED = "gap-cnn", 1  # the independent rFID space
@@ -151,9 +152,11 @@ def load_or_train_classifier(
     """The network ``arch`` for ``data``, from the cache (keyed by architecture, data,
     epochs, seed and version) or trained now and cached. A corrupt cache file is retrained
     and replaced."""
+    if arch not in ARCH_VERSIONS:
+        raise ValueError(f"unknown classifier architecture {arch!r}; known: {', '.join(ARCH_VERSIONS)}")
     # the first architecture keeps its original file name, so existing caches stay valid
     name = "classifier" if arch == CLASSIFIER_ARCH else f"featurenet-{arch}"
-    key = f"{name}-v{CLASSIFIER_VERSION}-{data_fingerprint(data)}-e{epochs}-s{seed}.pt"
+    key = f"{name}-v{ARCH_VERSIONS[arch]}-{data_fingerprint(data)}-e{epochs}-s{seed}.pt"
     path = cache_dir(cache) / key
     if path.exists():
         try:

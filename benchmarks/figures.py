@@ -223,7 +223,8 @@ def _interpolation_header(title: str, pairs: int, n_held: int, real_conf: float,
         "classifier-feature distance from each image to its nearest image among the other test images (the reference "
         "row: the held-out real images themselves). Interior: the path without its two ends.",
         "",
-        "| system | confidence (interior) | distance to data (interior) | distance at the ends |",
+        "| system | classifier confidence (interior) | classifier-feature distance to data (interior) | "
+        "classifier-feature distance at the ends |",
         "| --- | ---: | ---: | ---: |",
         f"| real test images | {real_conf:.3f} | {real_dist:.2f} | – |",
     ]

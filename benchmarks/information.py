@@ -3,17 +3,19 @@
 - **Information bits** I(X; Z): for each latent position p,
   I(X; Z_p) = H(mean over images of q(z_p|x)) - mean over images of H[q(z_p|x)], from the
   posterior q of the quantizer (Eq. 3 for the Gumbel systems; one-hot for nearest-code and
-  k-means systems), summed over positions. The sum treats positions as independent: it is
-  the sum of per-position informations, which bounds the joint I(X; Z) from above when the
-  positions are redundant, and is what a per-position entropy coder could exploit.
+  k-means systems), summed over positions. The sum treats positions as independent. Since
+  the positions are sampled independently given x, it is always an upper bound on the joint
+  I(X; Z), equal to it when the codes at different positions are independent.
 - **Code entropy**: the entropy of the *emitted* codes (sampled where the system samples),
   per position, summed over positions. A stochastic code whose posterior ignores the image
   still has high code entropy (its samples are noise) but zero information bits; for a
   deterministic quantizer the two are equal.
 
 All values are in bits per image. Both are plug-in estimates on the evaluation images: with
-N images and K codes, the entropy of emitted codes is biased low by about (K - 1) / (2 N ln 2)
-bits per position (0.018 at N = 10,000, K = 256).
+N images and K codes, the entropy of emitted codes (and the H(mean q) term of the
+information, for one-hot posteriors) is biased low by up to about (K - 1) / (2 N ln 2) bits
+per position: 0.037 at N = 5,000 and K = 256, i.e. up to ~9 bits over the 256 positions of
+MNIST's 16x16 layer 1 (2048 nominal bits), under 0.04 bits at the 1x1 top layer.
 """
 
 from __future__ import annotations

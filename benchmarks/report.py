@@ -47,6 +47,12 @@ PAPER_TABLE3: dict[str, tuple[str, str, str]] = {
 PAPER_RFID = "Paper rFID (Inception-v3; not comparable in value with offline spaces)"
 CLASS_ERROR_LABEL = "Class. error (%, classifier)"
 INFO_LABEL = "Information bits I(X;Z)"
+INFO_NOTE = (
+    "Information bits: I(X;Z) from each layer's posterior, per latent position, summed over positions "
+    "(positions treated as independent: an upper bound on the joint I(X;Z)); entropy of emitted codes: of the "
+    "codes actually sent (sampled where a system samples), per position, summed. They are equal for "
+    "deterministic systems; a stochastic code whose posterior ignores the image has high entropy and 0 information."
+)
 ENTROPY_LABEL = "Entropy of emitted codes (bits)"
 
 
@@ -144,7 +150,7 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
                      legend=i == ncols - 1)
         ax.set_xscale("log", base=2)
         if metric == INFO_BITS:  # the nominal rate is the most a code can carry
-            ax.set_yscale("log", base=2)
+            ax.set_yscale("symlog", base=2, linthresh=1.0)  # log-like, but 0 bits stays on the axis
             ax.plot(sorted(sel["bits"].unique()), sorted(sel["bits"].unique()), "k:", lw=1, label="nominal rate")
         else:
             # Every metric is >= 0; with few seeds a t-interval can be far wider than the spread
@@ -217,12 +223,14 @@ def write_reports(
     header = (
         f"{names.table_title}: {bits}-bit rate (layer {top}), {manifest.get('dataset', '?')} test set "
         f"({manifest.get('eval_size', '?')} images), trained on {manifest.get('train_size', '?')} images, "
-        f"profile `{manifest.get('profile', '?')}`. Mean ± 95% Student-t interval over seeds.\n\n"
+        f"profile `{manifest.get('profile', '?')}`. Mean ± 95% Student-t interval over seeds. "
+        f"{INFO_NOTE}\n\n"
     )
     (out / f"{names.table}.md").write_text(header + table3.to_markdown(index=False) + "\n")
     rates = rate_table(summary, None)
     rates.to_csv(out / "rates.csv", index=False)
-    (out / "rates.md").write_text("Every rate, mean ± 95% Student-t interval over seeds.\n\n" + rates.to_markdown(index=False) + "\n")
+    (out / "rates.md").write_text(f"Every rate, mean ± 95% Student-t interval over seeds. {INFO_NOTE}\n\n"
+                                  + rates.to_markdown(index=False) + "\n")
     figure3(rows, out / names.figure)
     improving = None
     if not curves.empty:

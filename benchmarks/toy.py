@@ -94,7 +94,7 @@ def mlp_layer(config: HQAConfig, index: int) -> QuantizedAutoencoder:
     n_in = config.channels if index == 1 else d
     return QuantizedAutoencoder(
         MLP(n_in, width, d),
-        Quantizer(config.codes(index), d, config.quantizer, config.codebook_loss, config.vq_beta),
+        Quantizer.for_layer(config, index),
         MLP(d, config.dec_widths[index - 1], n_in, sigmoid=index == 1),
         RunningNorm(d, config.norm_momentum) if index > 1 else None,
         "pixels" if index == 1 else "mse",

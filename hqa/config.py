@@ -21,6 +21,7 @@ TARGETS: tuple[str, ...] = ("mse", "ce")
 CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq", "ema")
 VQ_CODES: tuple[str, ...] = ("nearest", "sample")
 RESET_RULES: tuple[str, ...] = ("least-used", "all-unused")
+CODEBOOK_INITS: tuple[str, ...] = ("random", "kmeans++")
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,9 @@ class HQAConfig:
     # recent z_e of the batch (no live code goes unused that long by chance: P = e^-20); for
     # deep nearest-code models, whose codes die faster than one per check can revive.
     reset_rule: Literal["least-used", "all-unused"] = "least-used"
+    # Data-dependent codebook initialisation: K distinct latents drawn uniformly ("random") or
+    # by k-means++ seeding ("kmeans++": spread over separated clusters; the toy uses it).
+    codebook_init: Literal["random", "kmeans++"] = "random"
     ema_decay: float = 0.99  # moving-average codebook updates (codebook_loss="ema")
     latent_init_std: float = 1.0  # data-dependent init: per-channel std of z_e at step 0
     norm_momentum: float = 0.1  # running statistics of the lower z_e (Section 5.2.2)
@@ -100,6 +104,7 @@ class HQAConfig:
             ("codebook_loss", CODEBOOK_LOSSES),
             ("vq_code", VQ_CODES),
             ("reset_rule", RESET_RULES),
+            ("codebook_init", CODEBOOK_INITS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"HQAConfig.{name}={getattr(self, name)!r}: expected one of {allowed}")

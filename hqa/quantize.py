@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compiled import Compiled
-from .config import CODEBOOK_LOSSES, QUANTIZERS, RESET_RULES, VQ_CODES, HQAConfig
+from .config import CODEBOOK_INITS, CODEBOOK_LOSSES, QUANTIZERS, RESET_RULES, VQ_CODES, HQAConfig
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
@@ -131,6 +131,26 @@ def categorical_sample(scores: Tensor, generator: torch.Generator | None) -> Ten
     return picks.clamp_max_(scores.shape[1] - 1).squeeze(1)
 
 
+def kmeans_plus_plus(points: Tensor, k: int, generator: torch.Generator | None) -> Tensor:
+    """Indices of ``k`` rows of ``points`` [N, D] chosen by k-means++ seeding (Arthur and
+    Vassilvitskii, 2007): the first uniformly, each next with probability proportional to
+    its squared distance to the nearest row chosen so far. Needs N >= k."""
+    device = generator.device if generator is not None else points.device
+    n = points.shape[0]
+    first = int(torch.randint(n, (1,), generator=generator, device=device))
+    chosen = [first]
+    nearest = ((points - points[first]) ** 2).sum(1)
+    for _ in range(k - 1):
+        weights = nearest.clamp_min(0).double()
+        if float(weights.sum()) <= 0:  # every point is already a centre: take unchosen ones
+            weights = torch.ones_like(weights)
+            weights[chosen] = 0
+        nxt = int(torch.multinomial(weights.to(device), 1, generator=generator))
+        chosen.append(nxt)
+        nearest = torch.minimum(nearest, ((points - points[nxt]) ** 2).sum(1))
+    return torch.tensor(chosen, device=points.device)
+
+
 def _at_least_float32(x: Tensor) -> Tensor:
     """``x`` in float32 when it is in a lower precision (autocast's bfloat16/float16), else as is."""
     return x if x.dtype in (torch.float32, torch.float64) else x.float()
@@ -173,10 +193,11 @@ class Quantizer(nn.Module):
         vq_code: str = "nearest",
         vq_weight: float = 1.0,
         reset_rule: str = "least-used",
+        init: str = "random",
     ) -> None:
         super().__init__()
         for name, value, allowed in (("quantizer mode", mode, QUANTIZERS), ("codebook loss", loss, CODEBOOK_LOSSES),
-                                     ("vq_code", vq_code, VQ_CODES), ("reset rule", reset_rule, RESET_RULES)):
+                                     ("vq_code", vq_code, VQ_CODES), ("reset rule", reset_rule, RESET_RULES), ("codebook init", init, CODEBOOK_INITS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")
         if loss == "ema" and mode != "nearest":
@@ -189,7 +210,10 @@ class Quantizer(nn.Module):
         self.vq_code = vq_code
         self.vq_weight = vq_weight
         self.reset_rule = reset_rule
-        self.recent: Tensor | None = None  # "all-unused" resets: z_e [<=K, D] of the last training batch
+        self.init = init
+        # "all-unused" resets: up to K z_e [<=K, D] drawn without replacement from the last
+        # training batch, in random order (empty until a training pass)
+        self.register_buffer("recent", torch.zeros(0, code_dim), persistent=False)
         # EMA codebooks are set by their moving averages, never by the optimizer.
         self.codebook = nn.Parameter(torch.randn(codebook_size, code_dim), requires_grad=loss != "ema")
         # Code-usage counts since the last reset check; kept on the device (no host sync).
@@ -202,7 +226,7 @@ class Quantizer(nn.Module):
     def for_layer(cls, config: HQAConfig, k: int) -> "Quantizer":
         """The quantizer of layer k under ``config`` (its codebook size, mode and losses)."""
         return cls(config.codes(k), config.code_dim, config.quantizer, config.codebook_loss, config.vq_beta,
-                   config.ema_decay, config.vq_code, config.vq_weight, config.reset_rule)
+                   config.ema_decay, config.vq_code, config.vq_weight, config.reset_rule, config.codebook_init)
 
     @property
     def size(self) -> int:
@@ -278,8 +302,10 @@ class Quantizer(nn.Module):
             if self.loss == "probabilistic":
                 kl, commit = probabilistic_terms(posterior_log_probs(dist), dist)
         self.usage += torch.bincount(indices, minlength=self.size).to(self.usage.dtype)
-        if self.reset_rule == "all-unused" and self.training:
-            self.recent = flat.detach()[: self.size]  # where the data is now: the next reset's targets
+        if self.reset_rule == "all-unused" and self.training:  # where the data is now: the next reset's targets
+            gen_device = generator.device if generator is not None else flat.device
+            order = torch.randperm(flat.shape[0], generator=generator, device=gen_device)[: self.size]
+            self.recent = flat.detach()[order.to(flat.device)].clone()
         if self.loss == "probabilistic":  # Eq. 4 terms, summed over positions per image
             kl, commit = kl.view(b, -1).sum(1), commit.view(b, -1).sum(1)
         elif self.loss == "ema":  # commitment only; the codebook follows its moving averages
@@ -310,12 +336,17 @@ class Quantizer(nn.Module):
         replacement only when N < K), so that at the start every code lies where the encoder
         puts data: with a random codebook far from the data, q is one-hot on one code and
         nothing is learned. Callers pass at least K positions (see ``train_stage``'s
-        initialisation batch): K near-copies of a few latents would start as one cluster."""
+        initialisation batch): K near-copies of a few latents would start as one cluster.
+        The rows are drawn uniformly (``init="random"``) or by k-means++ seeding
+        (``init="kmeans++"``, :func:`kmeans_plus_plus`), which spreads few codes over
+        separated clusters (the toy's 4 codes over 4 modes)."""
         gen_device = generator.device if generator is not None else flat.device
         distinct = flat.unique(dim=0)  # equal latents (e.g. HAMs levels reading equal code maps) count once
         if distinct.shape[0] >= self.size:
             flat = distinct
-        if flat.shape[0] >= self.size:
+        if flat.shape[0] >= self.size and self.init == "kmeans++":
+            pick = kmeans_plus_plus(flat, self.size, generator)
+        elif flat.shape[0] >= self.size:
             pick = torch.randperm(flat.shape[0], generator=generator, device=gen_device)[: self.size]
         else:
             pick = torch.randint(flat.shape[0], (self.size,), generator=generator, device=gen_device)
@@ -378,15 +409,18 @@ class Quantizer(nn.Module):
 
     def _reset_unused(self, ready: Tensor, generator: torch.Generator | None) -> Tensor:
         """The "all-unused" rule: once the counts hold enough draws (``ready``), every code
-        drawn not once moves onto a random z_e of the last training batch (with 1% noise);
-        an EMA code starts with the mean count, so that it is not averaged away at once."""
-        dead = ready & (self.usage == 0)
-        if self.recent is None:
-            return dead.new_zeros((), dtype=torch.long)
-        gen_device = generator.device if generator is not None else self.codebook.device
-        pick = torch.randint(len(self.recent), (self.size,), generator=generator, device=gen_device).to(self.codebook.device)
-        noise = torch.randn(self.codebook.shape, generator=generator, device=gen_device).to(self.codebook.device)
-        moved = self.recent[pick] + 0.01 * noise
+        drawn not once moves onto a z_e of the last training batch (with 1% noise): code i
+        onto the i-th of ``recent`` (distinct z_e in random order, reused only when the batch
+        had fewer than K). An EMA code starts with the mean count, so that it is not averaged
+        away at once. Without a training pass since construction nothing moves."""
+        dead = ready & (self.usage == 0) & (len(self.recent) > 0)
+        if len(self.recent) > 0:
+            gen_device = generator.device if generator is not None else self.codebook.device
+            noise = torch.randn(self.codebook.shape, generator=generator, device=gen_device).to(self.codebook.device)
+            targets = self.recent[torch.arange(self.size, device=self.recent.device) % len(self.recent)]
+            moved = targets + 0.01 * noise
+        else:
+            moved = self.codebook.detach()
         self.codebook.copy_(torch.where(dead[:, None], moved, self.codebook))
         if self.loss == "ema":
             mean = self.ema_count.mean()

@@ -72,3 +72,56 @@ def test_stochastic_system_posterior_and_its_information() -> None:
     assert info == pytest.approx(information_bits(post.reshape(32, 64, 256)), rel=1e-6)
     # I(X; Z) <= H(mean q), the entropy the samples are drawn with
     assert 0.0 < info < float(entropy_bits(post.double().mean(0)).sum())
+
+
+def test_gumbel_posterior_is_eq3_and_what_test_time_sampling_draws_from() -> None:
+    from hqa.quantize import posterior_log_probs, squared_distances
+
+    q = Quantizer(5, 3, mode="gumbel", loss="probabilistic")
+    z = torch.randn(1, 3, 1, 1, generator=torch.Generator().manual_seed(0)) * 0.5
+    post = q.posterior(z).reshape(5)
+    flat = z.permute(0, 2, 3, 1).reshape(1, 3)
+    assert torch.allclose(post, posterior_log_probs(squared_distances(flat, q.codebook.detach())).exp().reshape(5), atol=1e-6)
+    draws = q.quantize(z.expand(20_000, 3, 1, 1).contiguous(), torch.Generator().manual_seed(1)).flatten()
+    freq = torch.bincount(draws, minlength=5).float() / len(draws)
+    assert torch.allclose(freq, post, atol=0.015)  # the emitted codes are samples of this posterior
+
+
+def _blind_hqa() -> HQA:
+    """An HQA whose top layer's z_e ignores the image: every image gets the same posterior."""
+    model = HQA(HQAConfig.preset("mnist")).eval()
+    top = model.layers[-1].encoder
+    for p in top.parameters():
+        torch.nn.init.zeros_(p)
+    with torch.no_grad():
+        model.layers[-1].quantizer.codebook.mul_(0.01)  # codes close together: a spread-out posterior
+    return model
+
+
+def test_a_blind_stochastic_system_measures_zero_information_but_busy_codes() -> None:
+    from benchmarks.metrics import CODE_ENTROPY, CODES_USED, INFO_BITS, evaluate_system
+
+    x = torch.rand(200, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    rows = {m.metric: m.value for m in evaluate_system(_blind_hqa(), x, torch.zeros(200, dtype=torch.long), [], 0)
+            if m.layer == 5}
+    assert rows[INFO_BITS] == pytest.approx(0.0, abs=1e-6)
+    assert rows[CODE_ENTROPY] > 6.0 and rows[CODES_USED] > 100  # what "effective bits" used to report
+
+
+@pytest.mark.parametrize("name", ["vqvae", "kmeans"])
+def test_deterministic_systems_information_equals_code_entropy(name: str) -> None:
+    from benchmarks.metrics import CODE_ENTROPY, INFO_BITS, evaluate_system
+    from benchmarks.registry import build_system
+
+    model = build_system(name).eval()
+    x = torch.rand(60, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    for k in range(1, 6):  # codebooks where the (untrained) encoders put the data, so codes differ
+        z = model.encode_continuous(x, k)
+        model._quantizer(k).init_from_data(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), torch.Generator().manual_seed(k))
+    rows = evaluate_system(model, x, torch.zeros(60, dtype=torch.long), [], 0)
+    info = []
+    for layer in range(1, 6):
+        got = {m.metric: m.value for m in rows if m.layer == layer}
+        assert got[INFO_BITS] == pytest.approx(got[CODE_ENTROPY], abs=1e-9)
+        info.append(got[INFO_BITS])
+    assert max(info) > 1.0  # not equal only because both are 0

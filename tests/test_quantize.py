@@ -339,20 +339,43 @@ def test_all_unused_rule_leaves_uniform_usage_alone_at_small_batches() -> None:
     assert moved == 0
 
 
-def test_all_unused_rule_moves_every_dead_code_onto_recent_latents() -> None:
+def test_all_unused_rule_moves_every_dead_code_onto_distinct_recent_latents() -> None:
     q, g = _all_unused_quantizer(), torch.Generator().manual_seed(0)
     with torch.no_grad():
         q.codebook[:200] = 50.0  # 200 codes far from the data
+    assert q.reset_dead_codes(0.03, g, 0.0).item() == 0  # no training batch seen yet: nothing to move onto
     q.train()
-    batch = torch.randn(64, 4, 1, 1, generator=g)
-    q(batch, 1.0, None)
+    batch = torch.randn(64, 4, 2, 2, generator=g)  # 256 positions from 64 images
+    q(batch, 1.0, g)
+    live_code, live_sum, live_count = (t[200:].detach().clone() for t in (q.codebook, q.ema_sum, q.ema_count))
     q.usage.zero_()
     q.usage[200:] = 100.0  # the rest busy: > 20 draws per code in all
     moved = q.reset_dead_codes(0.03, g, 20.0)
-    assert moved.item() == 200
-    latents = batch.flatten(1)
-    nearest = torch.cdist(q.codebook[:200].detach(), latents).min(dim=1).values
-    assert nearest.max().item() < 0.1  # each moved code sits on a z_e of the batch
+    assert moved.item() == 200 and q.usage.sum().item() == 0
+    latents = batch.permute(0, 2, 3, 1).reshape(-1, 4)
+    dist = torch.cdist(q.codebook[:200].detach(), latents)
+    assert dist.min(dim=1).values.max().item() < 0.1  # each moved code sits on a z_e of the batch
+    targets = dist.argmin(dim=1)
+    assert targets.unique().numel() == 200  # on distinct z_e, not one latent many times
+    assert (targets // 4).unique().numel() > 30  # from many images, not the first few
+    assert torch.equal(q.codebook[200:].detach(), live_code)  # live codes untouched
+    assert torch.equal(q.ema_sum[200:], live_sum) and torch.equal(q.ema_count[200:], live_count)
     assert torch.allclose(q.ema_sum[:200] / q.ema_count[:200, None], q.codebook[:200])  # EMA keeps it there
     with pytest.raises(ValueError, match="reset rule"):
         Quantizer(8, 2, "nearest", "ema", reset_rule="sometimes")
+
+
+def test_kmeans_plus_plus_init_spreads_few_codes_over_separated_clusters() -> None:
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+    # unbalanced clusters: uniform draws of 4 latents miss the small ones most of the time
+    sizes = (400, 400, 20, 20)
+    points = torch.cat([c + 0.1 * torch.randn(n, 2, generator=g) for c, n in zip(centres, sizes)])
+    hits = {"random": 0, "kmeans++": 0}
+    for seed in range(20):
+        for init in hits:
+            q = Quantizer(4, 2, "nearest", "vq", init=init)
+            q.init_from_data(points, torch.Generator().manual_seed(seed))
+            clusters = torch.cdist(q.codebook.detach(), centres).argmin(dim=1)
+            hits[init] += int(clusters.unique().numel() == 4)
+    assert hits["kmeans++"] >= 18 and hits["random"] <= 5, hits
