@@ -79,3 +79,17 @@ def test_paper_profile_is_fifty_epochs_of_60k_at_batch_512() -> None:
     epochs, taken = whole_epochs(paper.layer_steps(5), 60_000, paper.layer_batches(5))
     assert epochs == [50] * 5 and taken == [5850] * 5  # 117 full batches per epoch
     assert "reference code" in paper.description and "5,850" in paper.description
+
+
+def test_readme_library_example_uses_the_quick_profiles_epochs() -> None:
+    import re
+    from pathlib import Path
+
+    from benchmarks.profiles import get_profile
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    call = re.search(r"model\.fit\(train\.images, epochs=\[([\d, ]+)\], batch_size=\[([\d, ]+)\]", readme)
+    assert call is not None, "the README's library example no longer calls model.fit(train.images, epochs=[...], ...)"
+    quick = get_profile("quick")
+    assert [int(v) for v in call.group(1).split(",")] == quick.epochs(5000, 5)  # the offline 5k training images
+    assert tuple(int(v) for v in call.group(2).split(",")) == quick.layer_batches(5)
