@@ -244,6 +244,10 @@ def write_reports(
             figures_md = write_figures(out, manifest.get("dataset", "mnist"), data)
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
+        if figures_md is None and (out / "figures.md").exists():
+            # no stored models (a clone: models are not in git): keep the figures made with them
+            print(f"no trained models in {out / 'models'}; the figures made from them are kept as they are", file=sys.stderr)
+            figures_md = (out / "figures.md").read_text()
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md, improving)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -90,6 +91,11 @@ def test_smoke_sweep_resumes_and_refuses_other_profiles(tmp_path: Path, capsys: 
     # Reports regenerate from rows alone.
     os.remove(out / "table3.md")
     assert report.main([str(out)]) == 0 and (out / "table3.md").exists()
+    # ... also in a clone, which has rows but no models: the figures made from them stay in the README
+    shutil.rmtree(out / "models")
+    assert report.main([str(out)]) == 0
+    assert "the figures made from them are kept" in capsys.readouterr().err
+    assert "reconstructions.png" in (out / "README.md").read_text()
 
 
 @pytest.mark.slow
