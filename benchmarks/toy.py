@@ -195,21 +195,20 @@ def run_toy(settings: ToySettings, seed: int = 0) -> tuple[Tensor, dict[str, Ten
     return test, recons, {name: panel_metrics(test, r) for name, r in recons.items()}
 
 
-def run_seeds(settings: ToySettings, seeds: int = SEEDS) -> tuple[Tensor, dict[str, Tensor], pd.DataFrame]:
-    """:func:`run_toy` for seeds 0..seeds-1: (seed 0's data and reconstructions, for the
+def run_seeds(settings: ToySettings, seeds: int = SEEDS) -> tuple[list[tuple[Tensor, dict[str, Tensor]]], pd.DataFrame]:
+    """:func:`run_toy` for seeds 0..seeds-1: ((data, reconstructions) per seed, for the
     figure; a tidy frame with one row per seed, panel and metric, ``mode`` set for shares)."""
     rows: list[dict[str, Any]] = []
-    first: tuple[Tensor, dict[str, Tensor]] | None = None
+    runs: list[tuple[Tensor, dict[str, Tensor]]] = []
     for seed in tqdm(range(seeds), desc="toy seeds"):
         data, recons, metrics = run_toy(settings, seed)
-        first = first or (data, recons)
+        runs.append((data, recons))
         for panel, m in metrics.items():
             rows += [{"seed": seed, "panel": panel, "metric": k, "mode": "", "value": m[k]}
                      for k in ("wasserstein", "realism", "coverage")]
             rows += [{"seed": seed, "panel": panel, "metric": "share", "mode": f"{c:g}", "value": v}
                      for c, v in zip(MODES, m["shares"])]
-    assert first is not None
-    return first[0], first[1], pd.DataFrame(rows)
+    return runs, pd.DataFrame(rows)
 
 
 def seed_summary(rows: pd.DataFrame) -> dict[str, dict[str, tuple[float, float]]]:
@@ -235,33 +234,42 @@ def claims(summary: dict[str, dict[str, tuple[float, float]]]) -> list[tuple[str
     ]
 
 
-def write_figure(data: Tensor, recons: dict[str, Tensor], path: Path) -> None:
+def write_figure(runs: list[tuple[Tensor, dict[str, Tensor]]], path: Path) -> None:
+    """Figure 1, one row per seed: (a) the data, (b) the two VQ-VAEs, (c), (d) and the
+    whole-trained HQA, each a histogram of reconstructions over the data's (grey)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    names = list(recons)
-    panels = [("(a) data", [("data", data)]), ("(b) VQ-VAE", [(names[0], recons[names[0]]), (names[1], recons[names[1]])]),
-              ("(c) deterministic hierarchy\n(2 codes on (b)'s 4-code layer)", [(names[2], recons[names[2]])]),
-              ("(d) stochastic hierarchy, HQA\n(2 codes on (b)'s 4-code layer)", [(names[3], recons[names[3]])]),
-              ("beside the paper: HQA trained whole\n(layer 1 stochastic too, Eq. 4)", [(names[4], recons[names[4]])])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.4), sharex=True)
+    titles = ["(a) data", "(b) VQ-VAE, 4 and 2 codes", "(c) deterministic hierarchy\n(2 codes on (b)'s 4-code layer)",
+              "(d) stochastic hierarchy, HQA\n(2 codes on (b)'s 4-code layer)",
+              "beside the paper: HQA trained whole\n(layer 1 stochastic too, Eq. 4)"]
+    series = [[], [PANELS[0], PANELS[1]], [PANELS[2]], [PANELS[3]], [PANELS[4]]]
+    fig, axes = plt.subplots(len(runs), len(titles), figsize=(3.6 * len(titles), 2.4 * len(runs) + 0.8),
+                             sharex=True, squeeze=False)
     bins = np.linspace(0, 1, 101)
-    for ax, (title, series) in zip(axes, panels):
-        sns.histplot(data.flatten().numpy(), bins=bins, stat="density", color="0.8", ax=ax, label="data" if len(series) > 1 or series[0][0] != "data" else None)
-        for name, values in series:
-            if name != "data":
-                sns.histplot(values.flatten().numpy(), bins=bins, stat="density", element="step", fill=False, ax=ax, label=name)
-        ax.set_title(title)
+    for row, (data, recons) in enumerate(runs):
+        for col, (ax, names) in enumerate(zip(axes[row], series)):
+            sns.histplot(data.flatten().numpy(), bins=bins, stat="density", color="0.8", ax=ax,
+                         label="data" if names else None)
+            for name in names:
+                sns.histplot(recons[name].flatten().numpy(), bins=bins, stat="density", element="step", fill=False,
+                             ax=ax, label=name.replace(" VQ-VAE", "").replace(" hierarchy", "") if col == 1 else None)
+            if row == 0:
+                ax.set_title(titles[col], fontsize=9)
+            ax.set_ylabel(f"seed {row}" if col == 0 else "")
+            ax.set_yticks([])
+            if col == 1:
+                ax.legend(fontsize=7)
+        axes[row][0].set_ylabel(f"seed {row}\ndensity")
+    for ax in axes[-1]:
         ax.set_xlabel("x")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=7)
-    fig.suptitle("Figure 1 (seed 0): reconstructions of a four-mode density, grey: data")
+    fig.suptitle(f"Figure 1 over {len(runs)} seeds (rows): reconstructions of a four-mode density; grey: data")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -300,7 +308,7 @@ def write_report(rows: pd.DataFrame, out: Path, settings: ToySettings) -> str:
     per_seed = shares.groupby(["panel", "seed"], sort=False)["cell"].agg(" / ".join).unstack("seed")
     lines += ["", "Share near each mode, per seed (modes left to right):", "",
               per_seed.rename(columns=lambda s: f"seed {s}").to_markdown(), "",
-              f"![Figure 1](figure1.png)", "", f"Figure: seed {seeds[0]}. Per-seed rows: `rows.csv`.", ""]
+              "![Figure 1](figure1.png)", "", "Figure: one row per seed. Per-seed rows: `rows.csv`.", ""]
     text = "\n".join(lines)
     atomic_write_text(out / "rows.csv", rows.to_csv(index=False))
     atomic_write_text(out / "README.md", text)
@@ -319,8 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = ToySettings()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data, recons, rows = run_seeds(settings, args.seeds)
-    write_figure(data, recons, out / "figure1.png")
+    runs, rows = run_seeds(settings, args.seeds)
+    write_figure(runs, out / "figure1.png")
     print(write_report(rows, out, settings))
     return 0
 
