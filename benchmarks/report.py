@@ -151,7 +151,10 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
         ax.set_xscale("log", base=2)
         if metric == INFO_BITS:  # the nominal rate is the most a code can carry
             ax.set_yscale("symlog", base=2, linthresh=1.0)  # log-like, but 0 bits stays on the axis
-            ax.plot(sorted(sel["bits"].unique()), sorted(sel["bits"].unique()), "k:", lw=1, label="nominal rate")
+            rates = sorted(sel["bits"].unique())
+            ax.plot(rates, rates, "k:", lw=1)
+            ax.annotate("nominal rate", (rates[-1], rates[-1]), xytext=(-4, 0), textcoords="offset points",
+                        ha="right", va="bottom", fontsize=8)
         else:
             # Every metric is >= 0; with few seeds a t-interval can be far wider than the spread
             # of the means, so the axis follows the means and the bands are clipped by it.
