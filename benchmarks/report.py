@@ -247,10 +247,11 @@ def write_reports(
             figures_md = write_figures(out, manifest.get("dataset", "mnist"), data)
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
-        if figures_md is None and (out / "figures.md").exists():
-            # no stored models (a clone: models are not in git): keep the figures made with them
+    if figures_md is None and (out / "figures.md").exists():
+        # not remade (--no-figures, or a clone: models are not in git): keep the figures as they are
+        if figures:
             print(f"no trained models in {out / 'models'}; the figures made from them are kept as they are", file=sys.stderr)
-            figures_md = (out / "figures.md").read_text()
+        figures_md = (out / "figures.md").read_text()
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md, improving)
 
 
@@ -310,7 +311,9 @@ def write_readme(
         f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')} x {last.get('threads_per_job', '?')} threads; "
         f"device {last.get('device', '?')}; fused compiled kernels: {_yes_no(last.get('compiled'))}; "
         f"mixed precision: {_yes_no(last.get('mixed_precision'))}",
-        f"- Wall time of the last invocation: {last.get('wall_seconds', 0) / 60:.1f} min"
+        f"- Wall time: {sum(r.get('wall_seconds', 0) for r in runs) / 60:.1f} min"
+        + (f" over {len(runs)} invocations (the last {last.get('wall_seconds', 0) / 60:.1f} min; a resumed run "
+           "skips finished cells)" if len(runs) > 1 else "")
         + (f" ({last['note']})" if last.get("note") else ""),
         f"- Code version: `{manifest.get('code_version')}`",
         f"- {last.get('inception', '')}. rFID columns name their feature space; the paper's rFID is Inception-v3, so only the ordering, not the values, compares with ours when Inception is absent.",
