@@ -28,6 +28,7 @@ from hqa.data import DataNotFoundError  # noqa: E402
 
 from .fidelity import FEATURE_SPACES, SPACE_LABELS  # noqa: E402
 from .metrics import CLASS_ERROR, CODE_ENTROPY, CODES_USED, INFO_BITS, MSE, RFID, t_interval  # noqa: E402
+from .datasets import sweep_data  # noqa: E402
 from .curves import IMPROVING_SHARE, curves_figure, improving_table  # noqa: E402
 from .figures import FigureData, write_figures  # noqa: E402
 from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
@@ -181,15 +182,10 @@ def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) 
     """
     from .classifier import load_or_train_classifier
     from .fidelity import classifier_space
-    from .run import load_dataset, read_limit, subset
-
     manifest = ResultStore(out).manifest()
     profile = get_profile(manifest.get("profile", "quick"))
     # Sweeps before the preprocessing was recorded zero-padded MNIST.
-    train_full, test_full = load_dataset(manifest.get("dataset", "mnist"), data_root, download=False,
-                                         limit=read_limit(profile), preprocess=manifest.get("preprocess", "pad"))
-    train = subset(train_full, profile.train_size, seed=0)
-    test = subset(test_full, profile.eval_size, seed=1)
+    train, test = sweep_data(manifest.get("dataset", "mnist"), data_root, profile, preprocess=manifest.get("preprocess", "pad"))
     space = None
     if bool((train.labels >= 0).all()):  # the sweep's cached classifier (trained only if missing)
         _, path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=cache_dir)

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from hqa.allocator import keep_freed_memory
-from hqa.data import MNIST_PREPROCESSING, DataNotFoundError, ImageSet, load_celeba, load_mnist
+from hqa.data import MNIST_PREPROCESSING, DataNotFoundError, ImageSet
 from hqa.system import CompressionSystem, resolve_device
 
+from .cluster import require_dask, dask_client, parse_local, run_tasks
+from .datasets import sweep_data
 from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
 from .fidelity import FeatureSpace, classifier_space, feature_net_space, inception_space
 from .metrics import Measurement, evaluate_system, no_compression
@@ -53,7 +56,7 @@ class Context:
     inception_weights: str | None
     reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
     device: str
-    threads: int
+    threads: int | None  # torch threads per task; None: the worker's own default (a remote cluster)
     progress: bool
     compile: bool
     mixed_precision: bool
@@ -85,39 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "worker; eager fallback where compilation fails); default: the profile's choice")
     p.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                    help="train under bfloat16 autocast (quantizer kept in float32; evaluation float32); default: on CUDA devices with bfloat16 support")
+    p.add_argument("--cluster", default=None, metavar="local:N",
+                   help="run the tasks on a new Dask LocalCluster of N worker processes (CPU threads split between "
+                        "them, as --jobs does); needs the [dask] extra")
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the tasks on an existing Dask cluster (workers see the same --out folder); with "
+                        "--device cuda each task asks for one GPU resource (dask worker --resources GPU=1)")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
     return p
-
-
-def load_dataset(
-    dataset: str, root: str | None, download: bool, limit: int | None = None, preprocess: str = "resize"
-) -> tuple[ImageSet, ImageSet]:
-    """(train, test) of ``dataset``; ``limit`` caps the images read per split where reading
-    is the cost (CelebA: ~200k JPEGs; MNIST is read whole); ``preprocess``: MNIST's 28 -> 32
-    ("resize" or "pad")."""
-    if dataset == "mnist":
-        return load_mnist(root, size=32, download=download, preprocess=preprocess)
-    if dataset == "celeba":
-        if download:
-            raise ValueError("CelebA cannot be downloaded by the suite (Google Drive quota); pass --data-root DIR")
-        return load_celeba(root, size=64, limit=limit)
-    raise ValueError(f"unknown dataset {dataset!r}; known datasets: {', '.join(DATASETS)}")
-
-
-def read_limit(profile: Profile) -> int | None:
-    """Images worth reading per split: the larger of the profile's train and eval sizes
-    (None when either uses a whole split)."""
-    if profile.train_size is None or profile.eval_size is None:
-        return None
-    return max(profile.train_size, profile.eval_size)
-
-
-def subset(data: ImageSet, n: int | None, seed: int) -> ImageSet:
-    """``n`` images drawn without replacement by a fixed permutation (the data may be sorted)."""
-    if n is None or n >= len(data):
-        return data
-    idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-    return ImageSet(data.images[idx], data.labels[idx], f"{data.source}, subset of {n}")
 
 
 def share_groups(names: Sequence[str], dataset: str) -> list[list[str]]:
@@ -186,27 +164,45 @@ def _spaces(ctx: Context) -> list[FeatureSpace]:
     return spaces
 
 
-def configure_worker(threads: int) -> None:
+def configure_worker(threads: int | None) -> None:
     """This process's CPU settings for a task: its share of the cores (jobs x threads <=
     cores), and freed memory kept for the next step (:mod:`hqa.allocator`)."""
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
     keep_freed_memory()
 
 
+# How often a task whose cells another worker is training checks whether they are done.
+LEASE_POLL_SECONDS = 5.0
+
+
 def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
-    """Train and evaluate the unfinished cells of one sharing group for one seed."""
+    """Train and evaluate the unfinished cells of one sharing group for one seed, holding
+    the task's lease meanwhile. If another live worker holds it, wait until that worker
+    finishes the cells (nothing to do) or its lease lapses (it died: take over)."""
     configure_worker(ctx.threads)
     store = ResultStore(ctx.out)
+    key = f"{'+'.join(group)}-seed{seed}"
+    while True:
+        if all(store.has_cell(n, seed) for n in group):
+            return []
+        lease = store.try_lease(key)
+        if lease is not None:
+            break
+        time.sleep(LEASE_POLL_SECONDS)
+    with store.kept(lease):
+        return _train_and_evaluate(group, seed, ctx, store)
+
+
+def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: ResultStore) -> list[str]:
     todo = [n for n in group if not store.has_cell(n, seed)]
-    if not todo:
-        return []
     spaces = _spaces(ctx)
     for name in todo:
         model = _fit_cell(name, seed, group, ctx, store)
         start = time.perf_counter()
         measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed)
         eval_seconds = time.perf_counter() - start
-        base = {"system": name, "seed": seed, **_row_context(ctx)}
+        base = {"system": name, "seed": seed, **_row_context(ctx), "host": socket.gethostname()}
         rows = _measurement_rows(base, measurements)
         rows += [
             {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
@@ -265,15 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--seeds must be >= 1, got {seeds}")
         if args.jobs < 1:
             raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+        if args.cluster is not None and args.scheduler is not None:
+            raise ValueError("give --cluster local:N or --scheduler tcp://HOST:PORT, not both")
+        workers = parse_local(args.cluster) if args.cluster is not None else args.jobs
+        if args.cluster is not None or args.scheduler is not None:
+            require_dask()
         device = str(resolve_device(args.device))
-        train_full, test_full = load_dataset(args.dataset, args.data_root, args.download, read_limit(profile),
-                                             args.mnist_preprocess)
+        train, test = sweep_data(args.dataset, args.data_root, profile, args.download, args.mnist_preprocess)
     except (ValueError, DataNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    train = subset(train_full, profile.train_size, seed=0)
-    test = subset(test_full, profile.eval_size, seed=1)
     out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset))
     manifest = {
         "profile": profile.name,
@@ -316,17 +314,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         space, inception_note = inception_space(test.images, args.inception_weights)
         spaces += [space] if space is not None else []
         print(inception_note, file=sys.stderr)
-    threads = max(1, (os.cpu_count() or 1) // args.jobs) if device == "cpu" else 1
+    # CPU threads split between the local worker processes; a remote cluster's workers keep their own
+    threads = None if args.scheduler else max(1, (os.cpu_count() or 1) // workers) if device == "cpu" else 1
     compile = profile.compile if args.compile is None else args.compile
     auto_mixed = device.startswith("cuda") and torch.cuda.is_bf16_supported()  # bfloat16 needs Ampere or later
     mixed = auto_mixed if args.mixed_precision is None else args.mixed_precision
     ctx = Context(str(out), args.dataset, profile, train, test, test.images[: profile.curve_images], classifier_path, feature_net_path,
                   args.inception_weights,
-                  {s.name: s.reference_stats for s in spaces}, device, threads, args.jobs == 1, compile, mixed, manifest)
+                  {s.name: s.reference_stats for s in spaces}, device, threads, workers == 1 and args.scheduler is None,
+                  compile, mixed, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
-        base = {"system": "none", "seed": 0, **_row_context(ctx)}
+        base = {"system": "none", "seed": 0, **_row_context(ctx), "host": socket.gethostname()}
         store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
 
     # Longest tasks first (families of independent models, e.g. VQ-VAE, train every rate
@@ -340,18 +340,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped = len(names) * seeds - sum(len(g) for g, _ in tasks)
     if skipped:
         print(f"{skipped} finished (system, seed) cells found in {out}; skipping them", file=sys.stderr)
-    results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-        delayed(run_group)(g, s, ctx) for g, s in tasks
-    )
-    for _ in tqdm(results, total=len(tasks), desc=f"{profile.name} sweep"):
-        pass
+    desc = f"{profile.name} sweep"
+    if args.cluster is not None or args.scheduler is not None:
+        with dask_client(args.cluster, args.scheduler, gpu=device.startswith("cuda")) as client:
+            for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu=device.startswith("cuda")), total=len(tasks), desc=desc):
+                pass
+    else:
+        results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
+            delayed(run_group)(g, s, ctx) for g, s in tasks
+        )
+        for _ in tqdm(results, total=len(tasks), desc=desc):
+            pass
 
     wall = time.time() - started
     log = {
         "command": "python -m benchmarks.run " + " ".join(argv if argv is not None else sys.argv[1:]),
         "systems": names,
         "seeds": seeds,
-        "jobs": args.jobs,
+        "jobs": workers,
+        "engine": f"dask {args.cluster or args.scheduler}" if args.cluster or args.scheduler else "joblib",
         "threads_per_job": threads,
         "compiled": compile,
         "mixed_precision": mixed,

@@ -7,6 +7,7 @@ Layout of an output folder::
                               per (system, seed, layer, step, curve metric) of the learning curves
     rows/no-compression.csv   the "No Compression" row
     models/<system>-seed<k>.pt trained models (evaluation can be redone without training)
+    leases/<cells>.lease      who is training a task now (host, pid, expiry); removed when done
 
 A cell whose CSV exists is finished and never recomputed; a folder made by another profile
 or dataset is refused rather than mixed, and rows of an older code version are moved aside.
@@ -17,9 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -36,6 +43,7 @@ ROW_COLUMNS = [
     "dataset",
     "train_size",
     "code_version",
+    "host",  # the machine whose worker trained and evaluated the cell
 ]
 # Manifest keys that follow from a profile's definition in the code (not from the command).
 PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "curve_images")
@@ -44,8 +52,11 @@ OLD_DEFAULTS = {"preprocess": "pad"}
 # Rows of learning curves: metric "curve_<name>" at "step" (other rows: step 0, the trained model).
 CURVE_PREFIX = "curve_"
 _PACKAGES = ("hqa", "baselines", "benchmarks")
-# Modules that write reports, figures, timings or the toy (not rows of a sweep).
-_NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py", "figures.py", "curves.py", "toy.py"}
+# Modules that write reports, figures, timings or the toy, or that orchestrate the sweep
+# (run.py, and datasets.py: the data loading moved out of run.py unchanged; its subsets are
+# recorded in each run's manifest), not the numbers of a row.
+_NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py", "figures.py", "curves.py", "toy.py",
+                "datasets.py", "cluster.py"}
 
 
 def code_version(root: Path | None = None) -> str:
@@ -72,6 +83,42 @@ def atomic_write_text(path: Path, text: str) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# A lease not renewed for this long is free: its holder is gone (a worker that trains keeps
+# renewing it every LEASE_RENEW_SECONDS, so a cell of any length stays held while it trains).
+LEASE_SECONDS = 300.0
+LEASE_RENEW_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A held claim on one task of the sweep (see :meth:`ResultStore.try_lease`)."""
+
+    path: Path
+    token: str
+
+
+def _holder(token: str, ttl: float) -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "token": token, "expires": time.time() + ttl}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def lease_is_stale(holder: dict[str, Any], now: float | None = None) -> bool:
+    """Whether a lease's holder is gone: its expiry passed, or (on this host) its process
+    no longer exists."""
+    if float(holder.get("expires", 0)) < (time.time() if now is None else now):
+        return True
+    return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
 
 
 class ResultStore:
@@ -144,10 +191,82 @@ class ResultStore:
         frame["step"] = frame["step"].fillna(0).astype(int)
         atomic_write_text(path, frame.to_csv(index=False))
 
+    # ---- leases: one trainer per task, however many workers share this folder ----
+    def lease_path(self, key: str) -> Path:
+        return self.root / "leases" / f"{key}.lease"
+
+    def try_lease(self, key: str, ttl: float = LEASE_SECONDS) -> Lease | None:
+        """Claim task ``key`` for this process, atomically (a hard link of a complete file,
+        which fails where the name exists, on local and network file systems alike), or
+        None when a live holder has it. A stale lease (:func:`lease_is_stale`) is taken
+        over: renamed away first, so that of several workers taking it over one wins."""
+        path = self.lease_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        for _ in range(3):
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".claim.", suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(_holder(token, ttl), f)
+            try:
+                os.link(tmp, path)
+                return Lease(path, token)
+            except FileExistsError:
+                holder = self._read_lease(path)
+                if holder is not None and not lease_is_stale(holder):
+                    return None
+                try:  # stale (or unreadable): move it away; only one taker's rename succeeds
+                    os.replace(path, path.with_name(f".stale.{token}.lease"))
+                    os.unlink(path.with_name(f".stale.{token}.lease"))
+                except FileNotFoundError:
+                    pass  # another worker moved it first; try to claim again
+            finally:
+                os.unlink(tmp)
+        return None
+
+    @staticmethod
+    def _read_lease(path: Path) -> dict[str, Any] | None:
+        try:
+            return json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def renew(self, lease: Lease, ttl: float = LEASE_SECONDS) -> bool:
+        """Push the expiry of a lease this process holds; False when it is no longer ours."""
+        holder = self._read_lease(lease.path)
+        if holder is None or holder.get("token") != lease.token:
+            return False
+        atomic_write_text(lease.path, json.dumps(_holder(lease.token, ttl)))
+        return True
+
+    def release(self, lease: Lease) -> None:
+        holder = self._read_lease(lease.path)
+        if holder is not None and holder.get("token") == lease.token:
+            lease.path.unlink(missing_ok=True)
+
+    @contextmanager
+    def kept(self, lease: Lease, every: float = LEASE_RENEW_SECONDS) -> Iterator[Lease]:
+        """Hold ``lease`` for the block: renewed every ``every`` seconds by a background
+        thread, released at the end (also on error). A process killed inside the block
+        leaves a lease that :func:`lease_is_stale` reports once its process is gone."""
+        stop = threading.Event()
+
+        def renew() -> None:
+            while not stop.wait(every):
+                self.renew(lease)
+
+        thread = threading.Thread(target=renew, name=f"lease {lease.path.name}", daemon=True)
+        thread.start()
+        try:
+            yield lease
+        finally:
+            stop.set()
+            thread.join()
+            self.release(lease)
+
     def rows(self) -> pd.DataFrame:
         """Every stored row (an empty frame with the right columns when there are none)."""
         files = sorted(self.rows_dir.glob("*.csv"))
         if not files:
             return pd.DataFrame(columns=ROW_COLUMNS)
         frame = pd.concat([pd.read_csv(f, keep_default_na=False) for f in files], ignore_index=True)
-        return frame
+        return frame.fillna({"host": ""})  # rows written before hosts were recorded

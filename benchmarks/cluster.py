@@ -1,0 +1,70 @@
+"""Running the sweep's tasks on a Dask cluster: a LocalCluster of worker processes
+(``--cluster local:N``) or an existing scheduler (``--scheduler tcp://HOST:PORT``).
+
+Dask does the distribution: each (sharing group, seed) task is one ``client.submit``, so a
+task on a worker that dies is re-run elsewhere by the scheduler, and with ``gpu`` each task
+asks for one ``GPU`` resource (a worker started with ``--resources GPU=1`` trains one cell at
+a time). That a task is trained once, however many workers or invocations share the
+results folder, is the store's job (leases, :meth:`benchmarks.store.ResultStore.try_lease`).
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Sequence
+
+
+def parse_local(spec: str) -> int:
+    """``"local:N"`` -> N (>= 1); anything else is a ValueError naming the form."""
+    kind, _, n = spec.partition(":")
+    if kind != "local" or not n.isdigit() or int(n) < 1:
+        raise ValueError(f"--cluster must be local:N with N >= 1 worker processes, got {spec!r}")
+    return int(n)
+
+
+def require_dask() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ValueError('--cluster and --scheduler need dask.distributed: pip install -e ".[dask]"') from None
+    return distributed
+
+
+@contextmanager
+def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterator[Any]:
+    """A ``distributed.Client`` for a new LocalCluster (``cluster="local:N"``: N single-task
+    worker processes, each with one GPU resource when ``gpu``) or for the scheduler at
+    ``scheduler``. Prints the dashboard address. Closes what it started."""
+    distributed = require_dask()
+    if scheduler is not None:
+        client = distributed.Client(scheduler)
+        local = None
+    else:
+        n = parse_local(cluster or "")
+        local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                         resources={"GPU": 1} if gpu else None, dashboard_address=":0")
+        client = distributed.Client(local)
+    print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
+    try:
+        yield client
+    finally:
+        client.close()
+        if local is not None:
+            local.close()
+
+
+def run_tasks(
+    client: Any, fn: Callable[..., Any], tasks: Sequence[tuple[Any, int]], context: Any, gpu: bool
+) -> Iterator[Any]:
+    """``fn(group, seed, context)`` for every task on the cluster, results as they finish.
+    ``context`` is sent to every worker once (scattered), not once per task."""
+    distributed = require_dask()
+    shared = client.scatter(context, broadcast=True)
+    futures = [
+        client.submit(fn, group, seed, shared, key=f"cell-{'+'.join(group)}-seed{seed}", pure=False,
+                      resources={"GPU": 1} if gpu else None)
+        for group, seed in tasks
+    ]
+    for future in distributed.as_completed(futures):
+        yield future.result()
