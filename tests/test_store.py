@@ -70,3 +70,70 @@ def test_corrupt_manifest_is_named(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text("{not json")
     with pytest.raises(ValueError, match="run.json is corrupt"):
         ResultStore(tmp_path).claim(MANIFEST)
+
+
+def test_a_lease_admits_one_holder_until_released(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    lease = store.try_lease("hqa-seed0")
+    assert lease is not None
+    assert store.try_lease("hqa-seed0") is None  # held by a live process (this one)
+    assert store.try_lease("hqa-seed1") is not None  # another task is free
+    store.release(lease)
+    assert store.try_lease("hqa-seed0") is not None
+
+
+def test_a_lease_of_a_dead_process_or_past_its_expiry_is_taken_over(tmp_path: Path) -> None:
+    import json
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    store = ResultStore(tmp_path)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    path = store.lease_path("hqa-seed0")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead.stdout), "token": "x", "expires": time.time() + 600}))
+    assert store.try_lease("hqa-seed0") is not None  # its process is gone
+    other_host = {"host": "elsewhere", "pid": 1, "token": "y"}
+    path.write_text(json.dumps({**other_host, "expires": time.time() + 600}))
+    assert store.try_lease("hqa-seed0") is None  # live as far as we can tell: not yet expired
+    path.write_text(json.dumps({**other_host, "expires": time.time() - 1}))
+    assert store.try_lease("hqa-seed0") is not None  # expired: its holder stopped renewing
+
+
+def test_a_kept_lease_is_renewed_and_released_even_on_error(tmp_path: Path) -> None:
+    import json
+    import time
+
+    store = ResultStore(tmp_path)
+    lease = store.try_lease("k", ttl=1.0)
+    assert lease is not None
+    first = json.loads(lease.path.read_text())["expires"]
+    with pytest.raises(RuntimeError):
+        with store.kept(lease, every=0.05):
+            time.sleep(0.3)
+            assert json.loads(lease.path.read_text())["expires"] > first  # renewed while held
+            raise RuntimeError("training failed")
+    assert not lease.path.exists()
+    # a lease taken over by another worker is not released by the old holder
+    again = store.try_lease("k")
+    assert again is not None and not store.renew(lease)
+    store.release(lease)
+    assert again.path.exists()
+
+
+def test_concurrent_claims_give_one_holder(tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(4) as pool:
+        got = list(pool.map(_claim_and_hold, [str(tmp_path)] * 8))
+    assert sum(got) == 1  # every process stays alive while the others try: one wins
+
+
+def _claim_and_hold(root: str) -> bool:
+    import time
+
+    lease = ResultStore(root).try_lease("contested")
+    time.sleep(0.5)  # stay alive, so the lease is not stale for the others
+    return lease is not None

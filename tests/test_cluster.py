@@ -1,0 +1,96 @@
+"""The sweep on a Dask LocalCluster: flags, and surviving a killed worker or client."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks import run
+from benchmarks.cluster import parse_local
+
+from conftest import SHARED_MNIST
+
+needs_mnist = pytest.mark.skipif(not SHARED_MNIST.is_dir(), reason="offline MNIST not beside the checkout")
+CELLS = {f"{s}-seed{k}.csv" for s in ("hqa", "kmeans") for k in (0, 1)}
+
+
+def test_cluster_flag_errors_are_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="local:N"):
+        parse_local("local:0")
+    for argv, message in ((["--cluster", "slurm:4"], "--cluster must be local:N"),
+                          (["--cluster", "local:2", "--scheduler", "tcp://h:1"], "not both")):
+        assert run.main([*argv, "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0]
+
+
+def _sweep(out: Path, cache: Path) -> subprocess.Popen:
+    """The smoke sweep of hqa and kmeans, 2 seeds, on a 2-worker LocalCluster, as its own
+    process group (so a test can kill the client with its workers)."""
+    argv = [sys.executable, "-m", "benchmarks.run", "--profile", "smoke", "--systems", "hqa,kmeans", "--seeds", "2",
+            "--cluster", "local:2", "--no-inception", "--no-report", "--data-root", str(SHARED_MNIST), "--out", str(out)]
+    env = {**os.environ, "HQA_CACHE_DIR": str(cache)}
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _wait_for_lease(out: Path, process: subprocess.Popen, timeout: float = 120) -> dict:
+    """The first lease a worker takes: who holds it (its host and pid)."""
+    start = time.time()
+    while time.time() - start < timeout and process.poll() is None:
+        for path in (out / "leases").glob("*.lease"):
+            try:
+                return {**json.loads(path.read_text()), "task": path.stem}
+            except (FileNotFoundError, json.JSONDecodeError):
+                pass
+        time.sleep(0.02)
+    raise AssertionError(f"no worker took a lease (exit code {process.poll()})")
+
+
+def _finish(process: subprocess.Popen) -> str:
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err[-2000:]
+    return err
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_a_killed_worker_loses_nothing_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sweep = _sweep(out, tmp_path / "cache")
+    holder = _wait_for_lease(out, sweep)
+    os.kill(holder["pid"], signal.SIGKILL)  # the worker process training that task
+    _finish(sweep)
+    rows = {p.name for p in (out / "rows").glob("*.csv")}
+    assert CELLS <= rows
+    assert not list((out / "leases").glob("*.lease"))
+    frame = pd.concat(pd.read_csv(out / "rows" / name, keep_default_na=False) for name in CELLS)
+    assert set(frame["host"]) == {os.uname().nodename}
+    stamps = {name: (out / "rows" / name).stat().st_mtime_ns for name in CELLS}
+    err = _finish(_sweep(out, tmp_path / "cache"))
+    assert "4 finished (system, seed) cells" in err
+    assert {name: (out / "rows" / name).stat().st_mtime_ns for name in CELLS} == stamps
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_a_killed_client_resumes_and_skips_finished_cells(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    sweep = _sweep(out, tmp_path / "cache")
+    start = time.time()
+    while not CELLS & {p.name for p in (out / "rows").glob("*.csv")}:  # one cell finished
+        assert sweep.poll() is None and time.time() - start < 300, "the sweep ended before the client was killed"
+        time.sleep(0.05)
+    os.killpg(sweep.pid, signal.SIGKILL)  # the client and its local workers, as a crashed machine
+    sweep.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in (out / "rows").glob("*.csv") if p.name in CELLS}
+    assert 0 < len(done) < len(CELLS)
+    err = _finish(_sweep(out, tmp_path / "cache"))
+    assert f"{len(done)} finished (system, seed) cells" in err
+    assert CELLS <= {p.name for p in (out / "rows").glob("*.csv")}
+    assert all((out / "rows" / name).stat().st_mtime_ns == stamp for name, stamp in done.items())
