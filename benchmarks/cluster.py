@@ -11,6 +11,7 @@ results folder, is the store's job (leases, :meth:`benchmarks.store.ResultStore.
 from __future__ import annotations
 
 import sys
+import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
@@ -60,11 +61,16 @@ def run_tasks(
     """``fn(group, seed, context)`` for every task on the cluster, results as they finish.
     ``context`` is sent to every worker once (scattered), not once per task."""
     distributed = require_dask()
+    run = uuid.uuid4().hex[:8]  # task keys unique to this invocation: a scheduler shared by two sweeps keeps both
     shared = client.scatter(context, broadcast=True)
     futures = [
-        client.submit(fn, group, seed, shared, key=f"cell-{'+'.join(group)}-seed{seed}", pure=False,
+        client.submit(fn, group, seed, shared, key=f"cell-{'+'.join(group)}-seed{seed}-{run}", pure=False,
                       resources={"GPU": 1} if gpu else None)
         for group, seed in tasks
     ]
     for future in distributed.as_completed(futures):
-        yield future.result()
+        try:
+            yield future.result()
+        except distributed.client.FutureCancelledError:
+            raise RuntimeError("a task was lost with every worker that held the sweep's data; run the same command "
+                               "again: finished cells are kept and the rest resume") from None

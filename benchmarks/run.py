@@ -36,7 +36,7 @@ from .fidelity import FeatureSpace, classifier_space, feature_net_space, incepti
 from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
 from .registry import DATASETS, SYSTEMS, build_system, parse_systems
-from .store import CURVE_PREFIX, ResultStore, code_version
+from .store import CURVE_PREFIX, Lease, ResultStore, code_version
 
 DEFAULT_OUT = "results/{dataset}"
 
@@ -167,8 +167,8 @@ def _spaces(ctx: Context) -> list[FeatureSpace]:
 def configure_worker(threads: int | None) -> None:
     """This process's CPU settings for a task: its share of the cores (jobs x threads <=
     cores), and freed memory kept for the next step (:mod:`hqa.allocator`)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+    # a remote worker (threads None) uses its host's cores: Dask's nanny sets OMP_NUM_THREADS=1
+    torch.set_num_threads(threads if threads is not None else max(1, os.cpu_count() or 1))
     keep_freed_memory()
 
 
@@ -191,10 +191,13 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
             break
         time.sleep(LEASE_POLL_SECONDS)
     with store.kept(lease):
-        return _train_and_evaluate(group, seed, ctx, store)
+        return _train_and_evaluate(group, seed, ctx, store, lease)
 
 
-def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: ResultStore) -> list[str]:
+def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: ResultStore, lease: Lease) -> list[str]:
+    if code_version() != ctx.manifest["code_version"]:
+        raise RuntimeError(f"this worker ({socket.gethostname()}) runs code version {code_version()}, the sweep "
+                           f"{ctx.manifest['code_version']}: start every worker from the same checkout")
     todo = [n for n in group if not store.has_cell(n, seed)]
     spaces = _spaces(ctx)
     for name in todo:
@@ -212,6 +215,8 @@ def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: Result
         ]
         rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
         rows += curve_rows(base, model)
+        if not store.holds(lease):  # taken over meanwhile (see benchmarks.store): its new holder writes the rows
+            return []
         store.write_rows(store.cell_path(name, seed), rows)
     return todo
 
@@ -272,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset))
+    out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset)).resolve()  # workers may run elsewhere
     manifest = {
         "profile": profile.name,
         "dataset": args.dataset,
@@ -342,9 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{skipped} finished (system, seed) cells found in {out}; skipping them", file=sys.stderr)
     desc = f"{profile.name} sweep"
     if args.cluster is not None or args.scheduler is not None:
-        with dask_client(args.cluster, args.scheduler, gpu=device.startswith("cuda")) as client:
-            for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu=device.startswith("cuda")), total=len(tasks), desc=desc):
-                pass
+        try:
+            with dask_client(args.cluster, args.scheduler, gpu=device.startswith("cuda")) as client:
+                for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu=device.startswith("cuda")), total=len(tasks),
+                              desc=desc):
+                    pass
+        except (RuntimeError, OSError) as exc:  # a lost task, a worker of another checkout, no scheduler
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
             delayed(run_group)(g, s, ctx) for g, s in tasks

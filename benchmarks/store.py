@@ -87,16 +87,20 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 # A lease not renewed for this long is free: its holder is gone (a worker that trains keeps
 # renewing it every LEASE_RENEW_SECONDS, so a cell of any length stays held while it trains).
+# Expiry times are each host's clock: hosts sharing a folder must keep their clocks within
+# a few minutes (NTP). A holder that loses its lease anyway writes no rows (Lease.lost).
 LEASE_SECONDS = 300.0
 LEASE_RENEW_SECONDS = 30.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class Lease:
-    """A held claim on one task of the sweep (see :meth:`ResultStore.try_lease`)."""
+    """A held claim on one task of the sweep (see :meth:`ResultStore.try_lease`); ``lost``
+    is set when a renewal finds it taken over (its holder then writes nothing)."""
 
     path: Path
     token: str
+    lost: bool = False
 
 
 def _holder(token: str, ttl: float) -> dict[str, Any]:
@@ -214,21 +218,39 @@ class ResultStore:
                 holder = self._read_lease(path)
                 if holder is not None and not lease_is_stale(holder):
                     return None
-                try:  # stale (or unreadable): move it away; only one taker's rename succeeds
-                    os.replace(path, path.with_name(f".stale.{token}.lease"))
-                    os.unlink(path.with_name(f".stale.{token}.lease"))
-                except FileNotFoundError:
-                    pass  # another worker moved it first; try to claim again
+                self._move_away(path, token, holder)
             finally:
                 os.unlink(tmp)
         return None
+
+    def _move_away(self, path: Path, token: str, judged: dict[str, Any] | None) -> None:
+        """Move the stale lease ``judged`` out of the way (one taker's rename succeeds). If
+        what was moved is not ``judged`` (another taker replaced it meanwhile with a fresh
+        lease), put it back where it was, unless yet another lease took the name."""
+        moved = path.with_name(f".stale.{token}.lease")
+        try:
+            os.replace(path, moved)
+        except FileNotFoundError:
+            return  # another taker moved it first; try to claim again
+        taken = self._read_lease(moved)
+        if judged is not None and taken is not None and taken.get("token") != judged.get("token"):
+            try:
+                os.link(moved, path)  # a fresh lease: give it back
+            except FileExistsError:
+                pass  # its holder will find it lost at its next renewal and write nothing
+        os.unlink(moved)
 
     @staticmethod
     def _read_lease(path: Path) -> dict[str, Any] | None:
         try:
             return json.loads(path.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError):  # gone, unreadable or half-written on a network file system
             return None
+
+    def holds(self, lease: Lease) -> bool:
+        """Whether ``lease`` is still this holder's (not lost, not taken over)."""
+        holder = self._read_lease(lease.path)
+        return not lease.lost and holder is not None and holder.get("token") == lease.token
 
     def renew(self, lease: Lease, ttl: float = LEASE_SECONDS) -> bool:
         """Push the expiry of a lease this process holds; False when it is no longer ours."""
@@ -252,7 +274,11 @@ class ResultStore:
 
         def renew() -> None:
             while not stop.wait(every):
-                self.renew(lease)
+                try:
+                    if not self.renew(lease):
+                        lease.lost = True
+                except OSError:  # a network file system hiccup: try again at the next beat
+                    pass
 
         thread = threading.Thread(target=renew, name=f"lease {lease.path.name}", daemon=True)
         thread.start()

@@ -32,11 +32,15 @@ def test_cluster_flag_errors_are_one_line(capsys: pytest.CaptureFixture, tmp_pat
 
 def _sweep(out: Path, cache: Path) -> subprocess.Popen:
     """The smoke sweep of hqa and kmeans, 2 seeds, on a 2-worker LocalCluster, as its own
-    process group (so a test can kill the client with its workers)."""
+    process group (so a test can kill the client with its workers); its output goes to a
+    file beside ``out`` (a pipe nobody reads could fill and block it)."""
     argv = [sys.executable, "-m", "benchmarks.run", "--profile", "smoke", "--systems", "hqa,kmeans", "--seeds", "2",
             "--cluster", "local:2", "--no-inception", "--no-report", "--data-root", str(SHARED_MNIST), "--out", str(out)]
     env = {**os.environ, "HQA_CACHE_DIR": str(cache)}
-    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    log = open(out.parent / f"{out.name}-{time.time_ns()}.log", "w+")
+    process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    process.log = log  # type: ignore[attr-defined]
+    return process
 
 
 def _wait_for_lease(out: Path, process: subprocess.Popen, timeout: float = 120) -> dict:
@@ -53,7 +57,9 @@ def _wait_for_lease(out: Path, process: subprocess.Popen, timeout: float = 120) 
 
 
 def _finish(process: subprocess.Popen) -> str:
-    _, err = process.communicate(timeout=600)
+    process.wait(timeout=600)
+    process.log.seek(0)  # type: ignore[attr-defined]
+    err = process.log.read()  # type: ignore[attr-defined]
     assert process.returncode == 0, err[-2000:]
     return err
 
@@ -64,8 +70,14 @@ def test_a_killed_worker_loses_nothing_and_a_rerun_trains_nothing(tmp_path: Path
     out = tmp_path / "out"
     sweep = _sweep(out, tmp_path / "cache")
     holder = _wait_for_lease(out, sweep)
+    time.sleep(1.0)  # into its training
+    cells = {f"{holder['task']}.csv"} & CELLS
+    assert len(cells) == 1 and not (out / "rows" / cells.pop()).exists()  # not finished when killed
+    killed_at = time.time_ns()
     os.kill(holder["pid"], signal.SIGKILL)  # the worker process training that task
     _finish(sweep)
+    retried = out / "rows" / f"{holder['task']}.csv"
+    assert retried.stat().st_mtime_ns > killed_at  # trained again after the kill, by another worker process
     rows = {p.name for p in (out / "rows").glob("*.csv")}
     assert CELLS <= rows
     assert not list((out / "leases").glob("*.lease"))

@@ -137,3 +137,18 @@ def _claim_and_hold(root: str) -> bool:
     lease = ResultStore(root).try_lease("contested")
     time.sleep(0.5)  # stay alive, so the lease is not stale for the others
     return lease is not None
+
+
+def test_takers_of_one_stale_lease_give_one_holder(tmp_path: Path) -> None:
+    import json
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    store = ResultStore(tmp_path)
+    path = store.lease_path("contested")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "token": "old", "expires": time.time() - 1}))
+    with ProcessPoolExecutor(4) as pool:
+        got = list(pool.map(_claim_and_hold, [str(tmp_path)] * 4))
+    assert sum(got) == 1
+    assert json.loads(path.read_text())["token"] != "old"
