@@ -63,10 +63,12 @@ def run_tasks(
     distributed = require_dask()
     run = uuid.uuid4().hex[:8]  # task keys unique to this invocation: a scheduler shared by two sweeps keeps both
     shared = client.scatter(context, broadcast=True)
+    # tasks come longest first (the runner orders them): priorities keep that order on the
+    # cluster, so that a short task never holds a worker while a long one waits
     futures = [
         client.submit(fn, group, seed, shared, key=f"cell-{'+'.join(group)}-seed{seed}-{run}", pure=False,
-                      resources={"GPU": 1} if gpu else None)
-        for group, seed in tasks
+                      resources={"GPU": 1} if gpu else None, priority=len(tasks) - i)
+        for i, (group, seed) in enumerate(tasks)
     ]
     for future in distributed.as_completed(futures):
         try:

@@ -340,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         share_groups(names, args.dataset),
         key=lambda g: (not build_system(g[0], args.dataset).independent_rates, -len(g)),
     )
-    tasks = [(g, s) for s in range(seeds) for g in groups]
+    tasks = [(g, s) for g in groups for s in range(seeds)]  # every seed of a long group before shorter groups
     tasks = [(g, s) for g, s in tasks if not all(store.has_cell(n, s) for n in g)]
     skipped = len(names) * seeds - sum(len(g) for g, _ in tasks)
     if skipped:
