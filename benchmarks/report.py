@@ -26,7 +26,8 @@ import seaborn as sns  # noqa: E402
 from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
-from .fidelity import FEATURE_SPACES, SPACE_LABELS  # noqa: E402
+from .classifier import load_or_train_classifier  # noqa: E402
+from .fidelity import FEATURE_SPACES, SPACE_LABELS, classifier_space  # noqa: E402
 from .metrics import CLASS_ERROR, CODE_ENTROPY, CODES_USED, INFO_BITS, MSE, RFID, t_interval  # noqa: E402
 from .datasets import sweep_data  # noqa: E402
 from .curves import IMPROVING_SHARE, curves_figure, improving_table  # noqa: E402
@@ -180,15 +181,13 @@ def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) 
 
     Raises DataNotFoundError / ValueError when the data cannot be found.
     """
-    from .classifier import load_or_train_classifier
-    from .fidelity import classifier_space
     manifest = ResultStore(out).manifest()
     profile = get_profile(manifest.get("profile", "quick"))
     # Sweeps before the preprocessing was recorded zero-padded MNIST.
     train, test = sweep_data(manifest.get("dataset", "mnist"), data_root, profile, preprocess=manifest.get("preprocess", "pad"))
     space = None
     if bool((train.labels >= 0).all()):  # the sweep's cached classifier (trained only if missing)
-        _, path = load_or_train_classifier(train, profile.classifier_epochs, seed=0, cache=cache_dir)
+        _, path = load_or_train_classifier(train, profile.classifier_epochs, cache=cache_dir)
         space = classifier_space(path)  # outputs only: the figures need no FID statistics
     return FigureData(test.images, test.labels, space)
 

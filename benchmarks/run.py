@@ -205,7 +205,7 @@ def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: Result
         start = time.perf_counter()
         measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed)
         eval_seconds = time.perf_counter() - start
-        base = {"system": name, "seed": seed, **_row_context(ctx), "host": socket.gethostname()}
+        base = {"system": name, "seed": seed, **_row_context(ctx)}
         rows = _measurement_rows(base, measurements)
         rows += [
             {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
@@ -243,8 +243,10 @@ def _measurement_rows(base: dict[str, Any], measurements: list[Measurement]) -> 
 
 
 def _row_context(ctx: Context) -> dict[str, Any]:
+    """The columns every row of this process shares: the run's manifest, and this host."""
     m = ctx.manifest
-    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"], "code_version": m["code_version"]}
+    return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"],
+            "code_version": m["code_version"], "host": socket.gethostname()}
 
 
 def machine_description() -> str:
@@ -269,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.cluster is not None and args.scheduler is not None:
             raise ValueError("give --cluster local:N or --scheduler tcp://HOST:PORT, not both")
         workers = parse_local(args.cluster) if args.cluster is not None else args.jobs
-        if args.cluster is not None or args.scheduler is not None:
+        on_dask = args.cluster is not None or args.scheduler is not None
+        if on_dask:
             require_dask()
         device = str(resolve_device(args.device))
         train, test = sweep_data(args.dataset, args.data_root, profile, args.download, args.mnist_preprocess)
@@ -331,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
-        base = {"system": "none", "seed": 0, **_row_context(ctx), "host": socket.gethostname()}
+        base = {"system": "none", "seed": 0, **_row_context(ctx)}
         store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
 
     # Longest tasks first (families of independent models, e.g. VQ-VAE, train every rate
@@ -346,11 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"{skipped} finished (system, seed) cells found in {out}; skipping them", file=sys.stderr)
     desc = f"{profile.name} sweep"
-    if args.cluster is not None or args.scheduler is not None:
+    if on_dask:
+        gpu = device.startswith("cuda")
         try:
-            with dask_client(args.cluster, args.scheduler, gpu=device.startswith("cuda")) as client:
-                for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu=device.startswith("cuda")), total=len(tasks),
-                              desc=desc):
+            with dask_client(args.cluster, args.scheduler, gpu) as client:
+                for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu), total=len(tasks), desc=desc):
                     pass
         except (RuntimeError, OSError) as exc:  # a lost task, a worker of another checkout, no scheduler
             print(f"error: {exc}", file=sys.stderr)
@@ -368,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "systems": names,
         "seeds": seeds,
         "jobs": workers,
-        "engine": f"dask {args.cluster or args.scheduler}" if args.cluster or args.scheduler else "joblib",
+        "engine": f"dask {args.cluster or args.scheduler}" if on_dask else "joblib",
         "threads_per_job": threads,
         "compiled": compile,
         "mixed_precision": mixed,

@@ -117,10 +117,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def lease_is_stale(holder: dict[str, Any], now: float | None = None) -> bool:
+def lease_is_stale(holder: dict[str, Any]) -> bool:
     """Whether a lease's holder is gone: its expiry passed, or (on this host) its process
     no longer exists."""
-    if float(holder.get("expires", 0)) < (time.time() if now is None else now):
+    if float(holder.get("expires", 0)) < time.time():
         return True
     return holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1)))
 

@@ -259,7 +259,7 @@ def write_figure(runs: list[tuple[Tensor, dict[str, Tensor]]], path: Path) -> No
                              ax=ax, label=name.replace(" VQ-VAE", "").replace(" hierarchy", "") if col == 1 else None)
             if row == 0:
                 ax.set_title(titles[col], fontsize=9)
-            ax.set_ylabel(f"seed {row}" if col == 0 else "")
+            ax.set_ylabel("")
             ax.set_yticks([])
             if col == 1:
                 ax.legend(fontsize=7)
