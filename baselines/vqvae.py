@@ -1,5 +1,9 @@
 """The VQ-VAE family: one single-layer VQ-VAE per rate, on the shared backbones.
 
+The same single-rate models, with vector-quantize-pytorch's FSQ or residual VQ in place of the
+nearest-code quantizer, are the modern baselines (:func:`fsq_config`, :func:`rvq_config`;
+the quantizers: :mod:`baselines.modern_quantizers`).
+
 "Layer k" of this family is a separate VQ-VAE whose encoder chains the encoder blocks of
 HQA layers 1..k (each reading the one below through a normalisation, as HQA's layers do)
 and whose decoder chains decoder blocks k..1, again normalised between blocks where HQA
@@ -23,10 +27,12 @@ import torch
 from torch import Tensor, nn
 
 from hqa.backbone import DecoderBlock, EncoderBlock
-from hqa.config import HQAConfig
+from hqa.config import LIBRARY_QUANTIZERS, HQAConfig
 from hqa.layer import QuantizedAutoencoder
 from hqa.quantize import Quantizer
 from hqa.system import CompressionSystem, FitRun
+
+from .modern_quantizers import library_quantizer
 
 
 def vqvae_config(config: HQAConfig) -> HQAConfig:
@@ -37,6 +43,19 @@ def vqvae_config(config: HQAConfig) -> HQAConfig:
     steps on 6 codes (held-out MSE 0.047); with this rule on 205 codes (0.038; one seed,
     results/experiments/issue14-vqvae-reset.md)."""
     return config.replace(quantizer="nearest", codebook_loss="ema", code_reset=True, reset_rule="all-unused")
+
+
+def fsq_config(config: HQAConfig) -> HQAConfig:
+    """The FSQ version of a dataset preset (Mentzer et al., 2023): single-rate models whose
+    quantizer rounds ``fsq_levels`` projected scalars (no codebook, no codebook loss)."""
+    return config.replace(quantizer="fsq", codebook_loss="vq", code_reset=False)
+
+
+def rvq_config(config: HQAConfig) -> HQAConfig:
+    """The residual-VQ version of a dataset preset: single-rate models whose quantizer is a
+    stack of ``rvq_codes`` codebooks learnt as vector-quantize-pytorch recommends (EMA k-means,
+    k-means init, dead-code expiry), with VQ-VAE's commitment weight ``vq_beta``."""
+    return config.replace(quantizer="rvq", codebook_loss="vq", code_reset=False)
 
 
 def _chain_norm(config: HQAConfig) -> nn.Module:
@@ -64,7 +83,7 @@ def single_vqvae(config: HQAConfig, k: int) -> QuantizedAutoencoder:
         if i > 0:  # where HQA re-quantizes to unit-scale codes, re-normalise the signal
             decoder_blocks.append(_chain_norm(config))
     decoder = nn.Sequential(*decoder_blocks)
-    quantizer = Quantizer.for_layer(config, k)
+    quantizer = library_quantizer(config, k) if config.quantizer in LIBRARY_QUANTIZERS else Quantizer.for_layer(config, k)
     return QuantizedAutoencoder(encoder, quantizer, decoder, norm=None, target="pixels")
 
 
@@ -81,7 +100,7 @@ class VQVAE(CompressionSystem):
             self.models = nn.ModuleList(single_vqvae(config, k) for k in range(1, config.num_layers + 1))
         self.eval()
 
-    def _quantizer(self, layer: int) -> Quantizer:
+    def _quantizer(self, layer: int) -> Quantizer:  # or a LibraryQuantizer (FSQ, residual VQ)
         return self.models[layer - 1].quantizer
 
     def _z_e(self, x: Tensor, layer: int) -> Tensor:

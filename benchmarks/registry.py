@@ -14,7 +14,7 @@ from typing import Callable
 
 from baselines.hams import hams_config
 from baselines.kmeans import KMeansVQ
-from baselines.vqvae import VQVAE, vqvae_config
+from baselines.vqvae import VQVAE, fsq_config, rvq_config, vqvae_config
 from hqa import HQA, HQAConfig
 from hqa.system import CompressionSystem
 
@@ -51,11 +51,19 @@ def build_system(name: str, dataset: str = "mnist") -> CompressionSystem:
 
 
 def parse_systems(spec: str) -> list[str]:
-    """``"hqa,hams"`` -> ["hqa", "hams"]; ``"all"`` -> every registered system."""
-    names = list(SYSTEMS) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    """``"hqa,hams"`` -> ["hqa", "hams"]; ``"all"`` -> every registered system; a set's name
+    (``"paper"``, ``"modern"``; :data:`SYSTEM_SETS`) -> its systems."""
+    spec = spec.strip()
+    if spec == "all":
+        names = list(SYSTEMS)
+    elif spec in SYSTEM_SETS:
+        names = list(SYSTEM_SETS[spec])
+    else:
+        names = [s.strip() for s in spec.split(",") if s.strip()]
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown or not names:
-        raise ValueError(f"unknown system(s) {unknown or spec!r}; known systems: {', '.join(SYSTEMS)}")
+        raise ValueError(f"unknown system(s) {unknown or spec!r}; known systems: {', '.join(SYSTEMS)} "
+                         f"(or 'all', {', '.join(repr(s) for s in SYSTEM_SETS)})")
     return names
 
 
@@ -70,3 +78,12 @@ register("hams-gs", "HAMs + GS")(_hierarchy("hams-gs"))
 register("hams-mse", "HAMs + MSE")(_hierarchy("hams-mse"))
 register("hams-gs-mse", "HAMs + GS + MSE")(_hierarchy("hams-gs-mse"))
 register("kmeans", "k-means VQ (classical)")(lambda dataset: KMeansVQ(HQAConfig.preset(dataset)))
+# Quantizers that came after the paper, on the VQ-VAE baseline's single-rate models.
+register("fsq", "FSQ")(lambda dataset: VQVAE(fsq_config(HQAConfig.preset(dataset))))
+register("rvq", "Residual VQ")(lambda dataset: VQVAE(rvq_config(HQAConfig.preset(dataset))))
+
+# Named sets for --systems: the paper's Table 3 rows, and the quantizers that came after it.
+SYSTEM_SETS: dict[str, tuple[str, ...]] = {
+    "paper": ("hqa", "vqvae", "hams", "hams-gs", "hams-mse", "hams-gs-mse", "kmeans"),
+    "modern": ("fsq", "rvq"),
+}

@@ -27,6 +27,7 @@ from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
 from .classifier import load_or_train_classifier  # noqa: E402
+from .comparison import compared_rows  # noqa: E402
 from .fidelity import FEATURE_SPACES, SPACE_LABELS, classifier_space  # noqa: E402
 from .metrics import CLASS_ERROR, CODE_ENTROPY, CODES_USED, INFO_BITS, MSE, RFID, t_interval  # noqa: E402
 from .datasets import sweep_data  # noqa: E402
@@ -211,6 +212,10 @@ def write_reports(
         raise ValueError(f"no result rows in {out / 'rows'}; run python -m benchmarks.run first")
     curves = rows[rows["metric"].str.startswith(CURVE_PREFIX)]
     rows = rows[~rows["metric"].str.startswith(CURVE_PREFIX)]
+    others, compare_note = compared_rows(out, rows)  # systems trained in another folder (benchmarks.comparison)
+    if compare_note:
+        print(compare_note, file=sys.stderr)
+    rows = pd.concat([rows, others], ignore_index=True) if len(others) else rows
     summary = summarize(rows[~rows["metric"].isin(["train_seconds", "eval_seconds"])])
     top = int(summary[summary["system"] != "none"]["layer"].max())
     manifest = store.manifest()
@@ -222,12 +227,13 @@ def write_reports(
         f"{names.table_title}: {bits}-bit rate (layer {top}), {manifest.get('dataset', '?')} test set "
         f"({manifest.get('eval_size', '?')} images), trained on {manifest.get('train_size', '?')} images, "
         f"profile `{manifest.get('profile', '?')}`. Mean ± 95% Student-t interval over seeds. "
-        f"{INFO_NOTE}\n\n"
+        f"{INFO_NOTE}" + (f" {compare_note}" if compare_note else "") + "\n\n"
     )
     (out / f"{names.table}.md").write_text(header + table3.to_markdown(index=False) + "\n")
     rates = rate_table(summary, None)
     rates.to_csv(out / "rates.csv", index=False)
-    (out / "rates.md").write_text(f"Every rate, mean ± 95% Student-t interval over seeds. {INFO_NOTE}\n\n"
+    (out / "rates.md").write_text(f"Every rate, mean ± 95% Student-t interval over seeds. {INFO_NOTE}"
+                                  + (f" {compare_note}" if compare_note else "") + "\n\n"
                                   + rates.to_markdown(index=False) + "\n")
     figure3(rows, out / names.figure)
     improving = None

@@ -30,12 +30,13 @@ from hqa.data import MNIST_PREPROCESSING, DataNotFoundError, ImageSet
 from hqa.system import CompressionSystem, resolve_device
 
 from .cluster import require_dask, dask_client, parse_local, run_tasks
+from .comparison import Comparison
 from .datasets import sweep_data
 from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
 from .fidelity import FeatureSpace, classifier_space, feature_net_space, inception_space
 from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
-from .registry import DATASETS, SYSTEMS, build_system, parse_systems
+from .registry import DATASETS, SYSTEM_SETS, SYSTEMS, build_system, parse_systems
 from .store import CURVE_PREFIX, Lease, ResultStore, code_version
 
 DEFAULT_OUT = "results/{dataset}"
@@ -68,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks.run",
         description="Train every system over seeds at every rate; write tidy rows, Table 3 and Figure 3.",
     )
-    p.add_argument("--systems", default="all", help=f"comma-separated names or 'all' (known: {', '.join(SYSTEMS)})")
+    p.add_argument("--systems", default="all",
+                   help=f"comma-separated names, a set ({', '.join(SYSTEM_SETS)}) or 'all' (known: {', '.join(SYSTEMS)})")
     p.add_argument("--dataset", default="mnist", help=f"dataset preset (known: {', '.join(DATASETS)})")
     p.add_argument("--profile", default="quick", help=f"run profile (known: {', '.join(PROFILES)}); default quick")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default: the profile's)")
@@ -94,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the tasks on an existing Dask cluster (workers see the same --out folder); with "
                         "--device cuda each task asks for one GPU resource (dask worker --resources GPU=1)")
+    p.add_argument("--compare-with", default=None, metavar="DIR[:SYSTEMS]",
+                   help="show these systems of another sweep's folder (all of them without ':SYSTEMS') beside this "
+                        "sweep's in its tables and Figure 3, when that sweep has the same profile, data and code version "
+                        "(e.g. results/mnist:hqa,vqvae,kmeans)")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
     return p
 
@@ -281,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset)).resolve()  # workers may run elsewhere
+    try:
+        comparison = Comparison.parse(args.compare_with, out) if args.compare_with else None
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     manifest = {
         "profile": profile.name,
         "dataset": args.dataset,
@@ -302,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if note:
         print(note, file=sys.stderr)
+    if comparison is not None:
+        comparison.save(out)
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
     classifier_path: str | None = None
     feature_net_path: str | None = None

@@ -56,7 +56,7 @@ _PACKAGES = ("hqa", "baselines", "benchmarks")
 # (run.py, and datasets.py: the data loading moved out of run.py unchanged; its subsets are
 # recorded in each run's manifest), not the numbers of a row.
 _NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py", "figures.py", "curves.py", "toy.py",
-                "datasets.py", "cluster.py"}
+                "datasets.py", "cluster.py", "comparison.py"}
 
 
 def code_version(root: Path | None = None) -> str:

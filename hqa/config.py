@@ -12,11 +12,14 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Quantizer = Literal["gumbel", "nearest"]
+Quantizer = Literal["gumbel", "nearest", "fsq", "rvq"]
 Target = Literal["mse", "ce"]
 CodebookLoss = Literal["probabilistic", "vq", "ema"]
 
-QUANTIZERS: tuple[str, ...] = ("gumbel", "nearest")
+QUANTIZERS: tuple[str, ...] = ("gumbel", "nearest", "fsq", "rvq")
+# Quantizers of vector-quantize-pytorch (baselines.modern_quantizers): single-rate models only,
+# with the library's own codebook learning (the suite's reset rules and losses do not apply).
+LIBRARY_QUANTIZERS: tuple[str, ...] = ("fsq", "rvq")
 TARGETS: tuple[str, ...] = ("mse", "ce")
 CODEBOOK_LOSSES: tuple[str, ...] = ("probabilistic", "vq", "ema")
 VQ_CODES: tuple[str, ...] = ("nearest", "sample")
@@ -48,6 +51,8 @@ class HQAConfig:
     # --- the three switches (DESIGN.md; Table 3 rows) ---
     # "gumbel": stochastic posterior q(z=k|x) ∝ exp(-||z_e - e_k||^2), Eq. 3, with code resetting.
     # "nearest": deterministic nearest code with straight-through gradients (VQ-VAE, Eq. 2).
+    # "fsq" / "rvq": finite scalar quantization (Mentzer et al., 2023) / residual VQ, from
+    # vector-quantize-pytorch, for the single-rate baselines only (baselines.modern_quantizers).
     quantizer: Quantizer = "gumbel"
     # Reconstruction target of layers >= 2: "mse" to the lower layer's normalised z_e
     # (Section 5.2.2) or "ce" over the lower layer's code indices (HAMs, Fauw et al.).
@@ -94,6 +99,12 @@ class HQAConfig:
     # by k-means++ seeding ("kmeans++": spread over separated clusters; the toy uses it).
     codebook_init: Literal["random", "kmeans++"] = "random"
     ema_decay: float = 0.99  # moving-average codebook updates (codebook_loss="ema")
+    # quantizer="fsq": levels per scalar dimension; their product is the codes per position
+    # (256 = 8 bits), so FSQ sends exactly the bits of every other system at each rate.
+    fsq_levels: tuple[int, ...] = (8, 8, 4)
+    # quantizer="rvq": codebook size of each residual stage, coarse first; their product is
+    # the codes per position (16 x 16 = 256: one 8-bit code = two 4-bit stage codes).
+    rvq_codes: tuple[int, ...] = (16, 16)
     latent_init_std: float = 1.0  # data-dependent init: per-channel std of z_e at step 0
     norm_momentum: float = 0.1  # running statistics of the lower z_e (Section 5.2.2)
 
@@ -128,6 +139,22 @@ class HQAConfig:
         for k in (self.codebook_size, *self.codebook_sizes):
             if k < 2 or k & (k - 1):  # a fixed-rate code needs an integer number of bits per position
                 raise ValueError(f"HQAConfig codebook sizes must be powers of 2, got {k}")
+        if self.quantizer in LIBRARY_QUANTIZERS:
+            self._check_library_quantizer()
+
+    def _check_library_quantizer(self) -> None:
+        """FSQ levels / RVQ stage sizes must multiply to every layer's K (exact bits per position)."""
+        name, values = ("fsq_levels", self.fsq_levels) if self.quantizer == "fsq" else ("rvq_codes", self.rvq_codes)
+        smallest = 3 if self.quantizer == "fsq" else 2  # vector-quantize-pytorch's FSQ needs >= 3 levels
+        if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < smallest for v in values):
+            raise ValueError(f"HQAConfig.{name} must be integers >= {smallest}, got {values!r}")
+        ks = sorted({self.codes(k) for k in range(1, self.num_layers + 1)})
+        if ks != [math.prod(values)]:
+            raise ValueError(f"HQAConfig.{name}={values!r} multiply to {math.prod(values)} codes per position; "
+                             f"the codebook size is {ks if len(ks) > 1 else ks[0]}")
+        if self.code_reset:
+            raise ValueError(f"HQAConfig.quantizer={self.quantizer!r} learns its codes as vector-quantize-pytorch does; "
+                             "set code_reset=False (the suite's reset rules apply to its own quantizers)")
 
     # ---- presets ----
     @classmethod

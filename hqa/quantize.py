@@ -24,7 +24,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .compiled import Compiled
-from .config import CODEBOOK_INITS, CODEBOOK_LOSSES, QUANTIZERS, RESET_RULES, VQ_CODES, HQAConfig
+from .config import CODEBOOK_INITS, CODEBOOK_LOSSES, LIBRARY_QUANTIZERS, RESET_RULES, VQ_CODES, HQAConfig
+
+# The modes this module implements; "fsq"/"rvq" are vector-quantize-pytorch's (baselines.modern_quantizers).
+MODES: tuple[str, ...] = ("gumbel", "nearest")
 
 
 def squared_distances(z: Tensor, codebook: Tensor) -> Tensor:
@@ -196,7 +199,10 @@ class Quantizer(nn.Module):
         init: str = "random",
     ) -> None:
         super().__init__()
-        for name, value, allowed in (("quantizer mode", mode, QUANTIZERS), ("codebook loss", loss, CODEBOOK_LOSSES),
+        if mode in LIBRARY_QUANTIZERS:
+            raise ValueError(f"quantizer {mode!r} comes from vector-quantize-pytorch and serves single-rate models only "
+                             "(baselines.modern_quantizers.library_quantizer); hierarchies need 'gumbel' or 'nearest'")
+        for name, value, allowed in (("quantizer mode", mode, MODES), ("codebook loss", loss, CODEBOOK_LOSSES),
                                      ("vq_code", vq_code, VQ_CODES), ("reset rule", reset_rule, RESET_RULES), ("codebook init", init, CODEBOOK_INITS)):
             if value not in allowed:
                 raise ValueError(f"unknown {name} {value!r}; expected one of {allowed}")

@@ -22,8 +22,9 @@ def fitted() -> dict[str, object]:
 
 
 def test_registry_names_and_classes() -> None:
-    assert list(SYSTEMS) == ["hqa", "vqvae", "hams", "hams-gs", "hams-mse", "hams-gs-mse", "kmeans"]
+    assert list(SYSTEMS) == ["hqa", "vqvae", "hams", "hams-gs", "hams-mse", "hams-gs-mse", "kmeans", "fsq", "rvq"]
     assert type(build_system("vqvae")) is VQVAE
+    assert build_system("fsq").config.quantizer == "fsq" and build_system("rvq").config.quantizer == "rvq"
     assert type(build_system("kmeans")) is KMeansVQ
     for name in SWITCHES:
         model = build_system(name)
@@ -64,7 +65,7 @@ def test_every_system_answers_the_interface(fitted: dict, name: str, tmp_path: P
     assert torch.equal(loaded.encode(x, 5), model.encode(x, 5))
 
 
-@pytest.mark.parametrize("name", ["hams", "hams-mse", "vqvae", "kmeans"])
+@pytest.mark.parametrize("name", ["hams", "hams-mse", "vqvae", "kmeans", "fsq", "rvq"])
 def test_deterministic_systems_ignore_the_generator(fitted: dict, name: str) -> None:
     from conftest import blobs
 
