@@ -85,7 +85,8 @@ class LibraryQuantizer(nn.Module):
     def quantize(self, z_e: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Code indices for z_e: [B, D, h, w] -> LongTensor [B, h, w] (``generator`` ignored)."""
         b, _, h, w = z_e.shape
-        return self._codes(_sequence(z_e)).long().view(b, h, w)
+        with _seeded(None, z_e.device):  # an untrained RVQ initialises on first use: keep the global RNG as it was
+            return self._codes(_sequence(z_e.float())).long().view(b, h, w)
 
     def posterior(self, z_e: Tensor) -> Tensor:
         """q(z | x) per position: one-hot on the emitted code, [B, D, h, w] -> [B, h, w, K]."""
@@ -107,9 +108,9 @@ class LibraryQuantizer(nn.Module):
         zeros = z_e.new_zeros(b, dtype=torch.float32)
         return QuantizeOutput(z_q=_image(z_q, h, w), indices=codes.view(b, h, w), kl=zeros, commit=zeros, vq=aux)
 
-    @torch.no_grad()
     def init_from_data(self, flat: Tensor, generator: torch.Generator | None) -> None:
         """Data-dependent initialisation from latents [N, D] of the initialisation batch."""
+        raise NotImplementedError
 
     def reset_dead_codes(self, threshold: float, generator: torch.Generator | None, min_draws_per_code: float = 0.0) -> Tensor:
         raise RuntimeError("FSQ and residual VQ renew codes as vector-quantize-pytorch does; the suite's "
@@ -125,7 +126,7 @@ def _sequence(z_e: Tensor) -> Tensor:
 def _image(seq: Tensor, h: int, w: int) -> Tensor:
     """[B, h*w, D] -> [B, D, h, w]."""
     b, _, d = seq.shape
-    return seq.view(b, h, w, d).permute(0, 3, 1, 2)
+    return seq.reshape(b, h, w, d).permute(0, 3, 1, 2)
 
 
 class FSQQuantizer(LibraryQuantizer):
@@ -146,6 +147,10 @@ class FSQQuantizer(LibraryQuantizer):
     def _train_pass(self, seq: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         z_q, codes = self.fsq(seq)
         return z_q, codes, seq.new_zeros(())
+
+    def init_from_data(self, flat: Tensor, generator: torch.Generator | None) -> None:
+        """Nothing to initialise: FSQ has no codebook (the scale of the z_e it rounds is set by
+        :meth:`hqa.layer.QuantizedAutoencoder.data_init`, as for every system)."""
 
 
 class ResidualQuantizer(LibraryQuantizer):
