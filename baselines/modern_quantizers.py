@@ -10,16 +10,18 @@ Two quantizers that came after HQA, taken from the field's maintained implementa
   quantizes what stages 1..s-1 left over with its own small codebook; the code sent is the
   tuple of stage codes, read here as one integer (stage 1 the least significant digit).
   Codebook learning is the library's recommended setting: moving-average (EMA) k-means
-  updates, k-means initialisation from the first batch, and expiry of codes whose moving
-  average cluster size falls under 2 (replaced by random vectors of the batch).
+  updates (the library's decay, 0.8), k-means initialisation from the initialisation batch,
+  and expiry of codes whose moving-average cluster size falls under 2 (replaced by random
+  vectors of the batch). Gradients reach the encoder through the library's default rotation
+  trick (Fifty et al., 2024), not VQ-VAE's straight-through copy.
 
 Both answer what the single-rate systems ask of a quantizer (:class:`hqa.quantize.Quantizer`):
 ``quantize``, ``lookup``, ``posterior`` (one-hot: both are deterministic), ``forward`` for
 training (a :class:`hqa.quantize.QuantizeOutput`), ``init_from_data``, ``usage`` and
 ``use_compile``. The library draws its random numbers (k-means sampling, code expiry) from
-torch's global generator; the adapter seeds it from the training generator inside a forked
-RNG state, so a layer trained under a seed is the same every time and the global state is
-left alone.
+torch's global generator; the adapter seeds it from the training generator's seed inside a
+forked RNG state, so a layer trained under a seed is the same every time and the global
+state is left alone.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ RVQ_SETTINGS = dict(kmeans_init=True, kmeans_iters=10, threshold_ema_dead_code=2
 
 
 @contextlib.contextmanager
-def _seeded(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
-    """Run the library inside a forked global RNG state, seeded from ``generator`` (None: unseeded)."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        if generator is not None:
-            torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator, device=generator.device)))
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Run the library inside a forked global RNG state (every initialised CUDA device too, since
+    ``torch.manual_seed`` seeds them all), seeded with ``seed`` (None: as it was)."""
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=devices):
+        if seed is not None:
+            torch.manual_seed(seed)
         yield
 
 
@@ -57,6 +61,7 @@ class LibraryQuantizer(nn.Module):
 
     def __init__(self, size: int) -> None:
         super().__init__()
+        self._passes = 0  # training passes since init_from_data: with the generator's seed, the library's seed
         # Code-usage counts since the last check (train_stage clears them every reset_every steps).
         self.register_buffer("usage", torch.zeros(size), persistent=False)
 
@@ -85,8 +90,7 @@ class LibraryQuantizer(nn.Module):
     def quantize(self, z_e: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Code indices for z_e: [B, D, h, w] -> LongTensor [B, h, w] (``generator`` ignored)."""
         b, _, h, w = z_e.shape
-        with _seeded(None, z_e.device):  # an untrained RVQ initialises on first use: keep the global RNG as it was
-            return self._codes(_sequence(z_e.float())).long().view(b, h, w)
+        return self._codes(_sequence(z_e.float())).long().view(b, h, w)
 
     def posterior(self, z_e: Tensor) -> Tensor:
         """q(z | x) per position: one-hot on the emitted code, [B, D, h, w] -> [B, h, w, K]."""
@@ -101,12 +105,20 @@ class LibraryQuantizer(nn.Module):
         """Quantize for training (``temperature`` unused): straight-through z_q, codes, and the
         library's auxiliary loss as ``vq`` (zero for FSQ); ``kl``/``commit`` are zeros [B]."""
         b, _, h, w = z_e.shape
-        with torch.autocast(z_e.device.type, enabled=False), _seeded(generator if self.training else None, z_e.device):
+        with torch.autocast(z_e.device.type, enabled=False), _seeded(self._pass_seed(generator)):
             z_q, codes, aux = self._train_pass(_sequence(z_e.float()))
         codes = codes.long()
         self.usage += torch.bincount(codes.reshape(-1), minlength=self.size).to(self.usage.dtype)
         zeros = z_e.new_zeros(b, dtype=torch.float32)
         return QuantizeOutput(z_q=_image(z_q, h, w), indices=codes.view(b, h, w), kl=zeros, commit=zeros, vq=aux)
+
+    def _pass_seed(self, generator: torch.Generator | None) -> int | None:
+        """The library's seed for this training pass: from the generator's seed and the passes
+        since initialisation (no host sync, unlike drawing from a CUDA generator); None in eval."""
+        if not self.training or generator is None:
+            return None
+        self._passes += 1
+        return (generator.initial_seed() * 1_000_003 + self._passes) % 2**62
 
     def init_from_data(self, flat: Tensor, generator: torch.Generator | None) -> None:
         """Data-dependent initialisation from latents [N, D] of the initialisation batch."""
@@ -151,6 +163,7 @@ class FSQQuantizer(LibraryQuantizer):
     def init_from_data(self, flat: Tensor, generator: torch.Generator | None) -> None:
         """Nothing to initialise: FSQ has no codebook (the scale of the z_e it rounds is set by
         :meth:`hqa.layer.QuantizedAutoencoder.data_init`, as for every system)."""
+        self._passes = 0
 
 
 class ResidualQuantizer(LibraryQuantizer):
@@ -176,7 +189,14 @@ class ResidualQuantizer(LibraryQuantizer):
         """One code [B, N] -> stage codes [B, N, S]."""
         return (codes[..., None] // self.place) % self.radix
 
+    @property
+    def initialised(self) -> bool:
+        """Whether every stage's codebook has had its k-means initialisation."""
+        return all(bool(layer._codebook.initted) for layer in self.rvq.layers)
+
     def _codes(self, seq: Tensor) -> Tensor:
+        if not self.initialised:  # the library would run its k-means on whatever is quantized first
+            raise ValueError("residual VQ codebooks are not initialised: train the model (fit) before encoding")
         return self._join(self.rvq(seq)[1])
 
     def _vectors(self, codes: Tensor) -> Tensor:
@@ -192,7 +212,11 @@ class ResidualQuantizer(LibraryQuantizer):
         latents [N, D], each next stage on what the previous ones left; no moving-average step."""
         was_training = self.training
         self.eval()  # the library initialises in any mode; eval skips the EMA update and expiry
-        with _seeded(generator, flat.device):
+        for layer in self.rvq.layers:  # initialise again, also a codebook initialised before
+            layer._codebook.initted.fill_(False)
+        self._passes = 0
+        seed = None if generator is None else int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+        with _seeded(seed):
             self.rvq(flat[None].float())
         self.train(was_training)
 

@@ -282,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             require_dask()
         device = str(resolve_device(args.device))
         out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset)).resolve()  # workers may run elsewhere
-        comparison = Comparison.parse(args.compare_with, out) if args.compare_with is not None else None
+        comparison = Comparison.parse(args.compare_with, out, SYSTEMS) if args.compare_with is not None else None
         train, test = sweep_data(args.dataset, args.data_root, profile, args.download, args.mnist_preprocess)
     except (ValueError, DataNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -68,7 +68,7 @@ def test_missing_folder_or_system_is_said(tmp_path: Path) -> None:
     sweep(tmp_path / "mnist", {"hqa": 0.05})
     Comparison("../mnist", ("hqa", "kmeans")).save(tmp_path / "modern")
     rows, note = compared_rows(tmp_path / "modern", mine.rows())
-    assert set(rows["system"]) == {"hqa"} and "kmeans not found there" in note
+    assert set(rows["system"]) == {"hqa"} and "Not found there: kmeans." in note
     rows, note = compared_rows(tmp_path / "mnist", mine.rows())  # a sweep that asked for no comparison
     assert rows.empty and note == ""
 
@@ -77,3 +77,35 @@ def test_bad_compare_flag_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert run.main(["--compare-with", ":hqa", "--out", str(tmp_path / "o"), "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--compare-with needs a folder" in err[0]
+
+
+@pytest.mark.parametrize("key, value", [("profile", "paper"), ("dataset", "celeba"), ("train_size", 60000), ("preprocess", "pad")])
+def test_another_profile_or_data_is_named_and_left_out(tmp_path: Path, key: str, value: object) -> None:
+    sweep(tmp_path / "mnist", {"hqa": 0.05}, {**MANIFEST, key: value})
+    mine = sweep(tmp_path / "modern", {"fsq": 0.03})
+    Comparison("../mnist").save(tmp_path / "modern")
+    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    assert rows.empty and f"differs from this one in {key}" in note
+
+
+def test_another_device_or_precision_is_named_and_left_out(tmp_path: Path) -> None:
+    sweep(tmp_path / "mnist", {"hqa": 0.05})
+    mine = sweep(tmp_path / "modern", {"fsq": 0.03})
+    (tmp_path / "mnist" / "runs.jsonl").write_text(json.dumps({"device": "cuda", "mixed_precision": True}) + "\n")
+    (tmp_path / "modern" / "runs.jsonl").write_text(json.dumps({"device": "cpu", "mixed_precision": False}) + "\n")
+    Comparison("../mnist").save(tmp_path / "modern")
+    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    assert rows.empty and "device, mixed_precision" in note
+
+
+def test_a_system_trained_in_both_folders_shows_this_sweeps_rows(tmp_path: Path) -> None:
+    sweep(tmp_path / "mnist", {"hqa": 0.05, "fsq": 0.9})
+    mine = sweep(tmp_path / "modern", {"fsq": 0.03})
+    Comparison("../mnist", ("hqa", "fsq")).save(tmp_path / "modern")
+    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    assert set(rows["system"]) == {"hqa"} and "Trained here too, so this sweep's rows are shown: fsq." in note
+
+
+def test_unknown_system_in_the_flag_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"unknown system\(s\) \['hqa2'\]"):
+        Comparison.parse("results/mnist:hqa,hqa2", tmp_path, ["hqa", "vqvae"])

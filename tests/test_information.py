@@ -108,7 +108,7 @@ def test_a_blind_stochastic_system_measures_zero_information_but_busy_codes() ->
     assert rows[CODE_ENTROPY] > 6.0 and rows[CODES_USED] > 100  # what "effective bits" used to report
 
 
-@pytest.mark.parametrize("name", ["vqvae", "kmeans"])
+@pytest.mark.parametrize("name", ["vqvae", "kmeans", "fsq", "rvq"])
 def test_deterministic_systems_information_equals_code_entropy(name: str) -> None:
     from benchmarks.metrics import CODE_ENTROPY, INFO_BITS, evaluate_system
     from benchmarks.registry import build_system
