@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -26,7 +27,7 @@ from .fidelity import FeatureSpace
 from .registry import LABELS, build_system
 from .store import ResultStore
 
-INTERPOLATION_SYSTEMS = ("hqa", "hams", "vqvae", "kmeans")
+INTERPOLATION_SYSTEMS = ("hqa", "hams", "vqvae", "kmeans", "fsq", "rvq")
 STEPS = 8  # points on each interpolation path, ends included
 PAIRS = 32  # pairs whose numbers are averaged (the first few are drawn)
 SHOWN = 3  # pairs drawn per system
@@ -46,11 +47,12 @@ class FigureData:
     seed: int = 0
 
 
-def load_models(out: Path, dataset: str, seed: int = 0) -> dict[str, CompressionSystem]:
-    """Every fully trained model of ``seed`` stored in a sweep folder, by system name."""
+def load_models(out: Path, dataset: str, seed: int = 0, names: Sequence[str] | None = None) -> dict[str, CompressionSystem]:
+    """Every fully trained model of ``seed`` stored in a sweep folder (of ``names`` only, when
+    given), by system name."""
     store = ResultStore(out)
     models: dict[str, CompressionSystem] = {}
-    for name in LABELS:
+    for name in LABELS if names is None else [n for n in LABELS if n in names]:
         path = store.model_path(name, seed)
         if not path.exists():
             continue
@@ -209,8 +211,9 @@ def interpolations(
         shown = min(SHOWN, pairs)  # the two originals frame each decoded path
         rows.append((held[a_idx[:shown]], decoded.view(pairs, STEPS, *decoded.shape[1:])[:shown], held[b_idx[:shown]]))
         labels.append(LABELS[name])
-    if rows:
-        interpolation_blocks(rows, labels, path, title.lstrip("# "))
+    if not rows:  # none of the systems Table 4 shows
+        return []
+    interpolation_blocks(rows, labels, path, title.lstrip("# "))
     return lines + ["", f"![interpolations]({path.name})", ""]
 
 
@@ -263,6 +266,8 @@ def stochastic_decodes(models: dict[str, CompressionSystem], data: FigureData, p
     rows, labels = [], []
     names = [n for n in LABELS if n in models]
     shown = [n for n in ("hqa", "vqvae") if n in models] or names[:2]  # HQA beside a deterministic baseline
+    if not any(models[n].stochastic for n in names):  # identical decodes: the variance column says it all
+        shown = []
     for name in names:
         model = models[name]
         top = model.num_layers
@@ -275,17 +280,25 @@ def stochastic_decodes(models: dict[str, CompressionSystem], data: FigureData, p
             for i in range(min(3, len(x))):
                 rows.append([decodes[:, i]])
                 labels.append(f"{LABELS[name]}, image {i + 1}")
-    if rows:
-        _grid(rows, labels, [f"{DECODES} decodes of one code"], path, "Stochastic decodes: HQA against a deterministic VQ-VAE")
+    if not rows:
+        return lines + [""]
+    _grid(rows, labels, [f"{DECODES} decodes of one code"], path, "Stochastic decodes: HQA against a deterministic VQ-VAE")
     return lines + ["", f"![Stochastic decodes]({path.name})", ""]
 
 
-def write_figures(out: Path, dataset: str, data: FigureData) -> str | None:
-    """Make every figure of this module from the stored seed-``data.seed`` models in ``out``;
-    write ``figures.md``. Returns its text, or None when no trained models are stored."""
+def write_figures(
+    out: Path, dataset: str, data: FigureData, compared: tuple[Path, Sequence[str]] | None = None
+) -> str | None:
+    """Make every figure of this module from the stored seed-``data.seed`` models in ``out``
+    (and, with ``compared``, those systems' models in another sweep's folder, the systems its
+    tables compare with: :mod:`benchmarks.comparison`); write ``figures.md``. Returns its
+    text, or None when no trained models of this sweep are stored."""
     models = load_models(out, dataset, data.seed)
     if not models:
         return None
+    if compared is not None:
+        folder, names = compared
+        models = {**load_models(folder, dataset, data.seed, names), **models}
     for model in models.values():
         model.eval()
     lines = [f"# Figures from the stored models of seed {data.seed} (no retraining)", ""]

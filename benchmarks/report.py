@@ -27,7 +27,7 @@ from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
 from .classifier import load_or_train_classifier  # noqa: E402
-from .comparison import compared_rows  # noqa: E402
+from .comparison import Comparison, compared_rows  # noqa: E402
 from .fidelity import FEATURE_SPACES, SPACE_LABELS, classifier_space  # noqa: E402
 from .metrics import CLASS_ERROR, CODE_ENTROPY, CODES_USED, INFO_BITS, MSE, RFID, t_interval  # noqa: E402
 from .datasets import sweep_data  # noqa: E402
@@ -245,7 +245,9 @@ def write_reports(
     if figures:
         try:
             data = data or figure_data(out, data_root, cache_dir)
-            figures_md = write_figures(out, manifest.get("dataset", "mnist"), data)
+            comparison = Comparison.load(out) if len(others) else None  # their models too, where stored
+            compared = None if comparison is None else ((out / comparison.folder).resolve(), sorted(set(others["system"])))
+            figures_md = write_figures(out, manifest.get("dataset", "mnist"), data, compared)
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)
     if figures_md is None and (out / "figures.md").exists():

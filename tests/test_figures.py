@@ -50,6 +50,17 @@ def test_figures_write_pictures_and_numbers(tiny_models: tuple[dict, FigureData]
     assert variance["HQA"] > 0.0  # stochastic decode through the stack
 
 
+def test_figures_without_their_systems_link_no_missing_picture(tiny_models: tuple[dict, FigureData], tmp_path: Path) -> None:
+    """A sweep of systems Table 4 does not show writes no Table 4 (and no link to one); a sweep
+    without a stochastic system shows the decode variances but no grid of identical decodes."""
+    models, data = tiny_models
+    assert interpolations({"hams-gs": models["hqa"]}, data, tmp_path / "t4.png") == []
+    assert not (tmp_path / "t4.png").exists()
+    decodes = "\n".join(stochastic_decodes({"vqvae": models["vqvae"]}, data, tmp_path / "dec.png"))
+    assert "| VQ-VAE | 3 | 0.00000 |" in decodes
+    assert "![Stochastic decodes]" not in decodes and not (tmp_path / "dec.png").exists()
+
+
 def test_toy_metrics_hand_computed() -> None:
     data = torch.tensor(MODES).repeat(25).view(-1, 1, 1, 1)
     exact = panel_metrics(data, data)
