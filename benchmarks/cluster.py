@@ -15,6 +15,14 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
+# Environment of every LocalCluster worker process, on top of the nanny's defaults. A Dask
+# worker runs its tasks in a thread, and glibc gives each non-main thread a malloc arena of
+# its own, where hqa.allocator.keep_freed_memory's settings do not keep large tensors' pages
+# the way the main arena does. Measured on the 2-core CPU (HQA layers 1-2, one epoch each,
+# one thread; exp. in the README's Dask section): 31.3-32.8 s in a process's main thread,
+# 33.0-34.4 s as a Dask task, 31.6-32.6 s as a Dask task with one arena for all threads.
+WORKER_ENVIRON = {"MALLOC_ARENA_MAX": 1}
+
 
 def parse_local(spec: str) -> int:
     """``"local:N"`` -> N (>= 1); anything else is a ValueError naming the form."""
@@ -35,16 +43,22 @@ def require_dask() -> Any:
 @contextmanager
 def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterator[Any]:
     """A ``distributed.Client`` for a new LocalCluster (``cluster="local:N"``: N single-task
-    worker processes, each with one GPU resource when ``gpu``) or for the scheduler at
-    ``scheduler``. Prints the dashboard address. Closes what it started."""
+    worker processes, each with one GPU resource when ``gpu`` and :data:`WORKER_ENVIRON` in
+    its environment) or for the scheduler at ``scheduler`` (its workers' environment is
+    theirs: the README's recipes set the same). Prints the dashboard address. Closes what it
+    started."""
     distributed = require_dask()
     if scheduler is not None:
         client = distributed.Client(scheduler)
         local = None
     else:
+        import dask
+
         n = parse_local(cluster or "")
-        local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                         resources={"GPU": 1} if gpu else None, dashboard_address=":0")
+        environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):  # read once per nanny, kept on restarts
+            local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0")
         client = distributed.Client(local)
     print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:

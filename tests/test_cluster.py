@@ -64,6 +64,21 @@ def _finish(process: subprocess.Popen) -> str:
     return err
 
 
+def test_local_workers_share_one_malloc_arena() -> None:
+    """LocalCluster workers start with MALLOC_ARENA_MAX=1 (tasks run in a worker thread; see
+    benchmarks.cluster.WORKER_ENVIRON) and keep the nanny's own settings."""
+    import dask
+    import distributed  # noqa: F401  (loads the distributed.* config)
+
+    from benchmarks.cluster import dask_client
+
+    before = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    with dask_client("local:1", None, gpu=False) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "OMP_NUM_THREADS")})
+    assert list(env.values()) == [{"MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}]
+    assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before  # the setting was scoped
+
+
 @pytest.mark.slow
 @needs_mnist
 def test_a_killed_worker_loses_nothing_and_a_rerun_trains_nothing(tmp_path: Path) -> None:
