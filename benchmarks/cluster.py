@@ -19,8 +19,8 @@ from typing import Any, Callable, Iterator, Sequence
 # worker runs its tasks in a thread, and glibc gives each non-main thread a malloc arena of
 # its own, where hqa.allocator.keep_freed_memory's settings do not keep large tensors' pages
 # the way the main arena does. Measured on the 2-core CPU (HQA layers 1-2, one epoch each,
-# one thread; exp. in the README's Dask section): 31.3-32.8 s in a process's main thread,
-# 33.0-34.4 s as a Dask task, 31.6-32.6 s as a Dask task with one arena for all threads.
+# one thread; results/experiments/issue15-arena.md): 31.3-32.8 s in a main thread,
+# 33.0-34.4 s as a Dask task, 31.9-32.7 s as a Dask task with one arena for all threads.
 WORKER_ENVIRON = {"MALLOC_ARENA_MAX": 1}
 
 
