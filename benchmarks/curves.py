@@ -85,6 +85,7 @@ def curves_figure(curves: pd.DataFrame, path: Path) -> None:
     out) and training loss, against step. A line per system (mean over seeds), seeds as a
     band (their range)."""
     rows = [(PIXEL, "held-out pixel MSE"), (TARGET_MSE, "held-out MSE, own target (layers >= 2)"), (TRAIN_LOSS, "training loss")]
+    rows = [r for r in rows if (curves["metric"] == r[0]).any()]  # single-rate systems have no own-target row
     layers = sorted(curves["layer"].unique())
     data = curves.copy()
     data["System"] = data["system"].map(lambda s: LABELS.get(s, s))

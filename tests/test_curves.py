@@ -47,3 +47,13 @@ def test_curves_figure_has_a_column_per_layer(tmp_path: Path) -> None:
     rows3 = pd.concat([rows, pd.DataFrame(_curve("hqa", 3, PIXEL, [0.2, 0.1]))])
     curves_figure(rows3, tmp_path / "three.png")
     assert Image.open(tmp_path / "three.png").size[0] > Image.open(tmp_path / "two.png").size[0]
+
+
+def test_curves_figure_draws_only_rows_with_data(tmp_path: Path) -> None:
+    """Single-rate systems log no own-target MSE: their figure has two rows, not an empty gap."""
+    single = pd.DataFrame(_curve("fsq", 1, PIXEL, [0.1, 0.05]) + _curve("fsq", 1, TRAIN_LOSS, [1.0, 0.5]))
+    curves_figure(single, tmp_path / "single.png")
+    with_target = pd.concat([single, pd.DataFrame(_curve("hqa", 1, TARGET_MSE, [1.0, 0.9]))])
+    curves_figure(with_target, tmp_path / "target.png")
+    h_single, h_target = Image.open(tmp_path / "single.png").size[1], Image.open(tmp_path / "target.png").size[1]
+    assert h_single < 0.8 * h_target, (h_single, h_target)
