@@ -73,23 +73,24 @@ class Comparison:
         return cls(str(data["folder"]), tuple(data.get("systems", ())))
 
 
-def compared_rows(out: Path, own: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def compared_rows(out: Path, own: pd.DataFrame) -> tuple[pd.DataFrame, str, Path | None]:
     """The rows of the other sweep named in ``out``'s ``compare.json`` (measurements only: no
     learning curves or timings, which stay with the folder that trained them), less systems
-    ``own`` already holds, and one sentence saying where they come from, or why none were read."""
+    ``own`` already holds; one sentence saying where they come from, or why none were read;
+    and that sweep's folder (None when no comparison was asked for)."""
     comparison = Comparison.load(out)
     if comparison is None:
-        return own.iloc[:0], ""
+        return own.iloc[:0], "", None
     other = (out / comparison.folder).resolve()
     mine, theirs = ResultStore(out).manifest(), ResultStore(other).manifest()
     if not theirs:
-        return own.iloc[:0], f"Rows to compare with were asked from `{comparison.folder}`, which holds no sweep: none shown."
+        return own.iloc[:0], f"Rows to compare with were asked from `{comparison.folder}`, which holds no sweep: none shown.", other
     differ = [k for k in MUST_MATCH if mine.get(k) != theirs.get(k)]
     mine_run, their_run = _last_run(out), _last_run(other)
     differ += [k for k in RUN_MUST_MATCH if mine_run.get(k) != their_run.get(k)]
     if differ:
         return own.iloc[:0], (f"Rows of `{comparison.folder}` not shown: that sweep differs from this one in "
-                              f"{', '.join(differ)} (rerun it, or this one, with the same code and profile).")
+                              f"{', '.join(differ)} (rerun it, or this one, with the same code and profile)."), other
     rows = ResultStore(other).rows()
     rows = rows[~rows["metric"].str.startswith("curve_") & ~rows["metric"].isin(["train_seconds", "eval_seconds"])]
     rows = rows[rows["system"] != "none"]
@@ -106,4 +107,4 @@ def compared_rows(out: Path, own: pd.DataFrame) -> tuple[pd.DataFrame, str]:
         note += f" Not found there: {', '.join(missing)}."
     if shadowed:
         note += f" Trained here too, so this sweep's rows are shown: {', '.join(shadowed)}."
-    return rows, note
+    return rows, note, other

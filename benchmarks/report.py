@@ -27,7 +27,7 @@ from hqa.config import HQAConfig  # noqa: E402
 from hqa.data import DataNotFoundError  # noqa: E402
 
 from .classifier import load_or_train_classifier  # noqa: E402
-from .comparison import Comparison, compared_rows  # noqa: E402
+from .comparison import compared_rows  # noqa: E402
 from .fidelity import FEATURE_SPACES, SPACE_LABELS, classifier_space  # noqa: E402
 from .metrics import CLASS_ERROR, CODE_ENTROPY, CODES_USED, INFO_BITS, MSE, RFID, t_interval  # noqa: E402
 from .datasets import sweep_data  # noqa: E402
@@ -212,7 +212,7 @@ def write_reports(
         raise ValueError(f"no result rows in {out / 'rows'}; run python -m benchmarks.run first")
     curves = rows[rows["metric"].str.startswith(CURVE_PREFIX)]
     rows = rows[~rows["metric"].str.startswith(CURVE_PREFIX)]
-    others, compare_note = compared_rows(out, rows)  # systems trained in another folder (benchmarks.comparison)
+    others, compare_note, other_folder = compared_rows(out, rows)  # systems trained in another folder (benchmarks.comparison)
     if compare_note:
         print(compare_note, file=sys.stderr)
     rows = pd.concat([rows, others], ignore_index=True) if len(others) else rows
@@ -245,8 +245,7 @@ def write_reports(
     if figures:
         try:
             data = data or figure_data(out, data_root, cache_dir)
-            comparison = Comparison.load(out) if len(others) else None  # their models too, where stored
-            compared = None if comparison is None else ((out / comparison.folder).resolve(), sorted(set(others["system"])))
+            compared = (other_folder, sorted(set(others["system"]))) if len(others) else None  # their models too, where stored
             figures_md = write_figures(out, manifest.get("dataset", "mnist"), data, compared)
         except (DataNotFoundError, ValueError) as exc:
             print(f"figures from stored models skipped: {exc}", file=sys.stderr)

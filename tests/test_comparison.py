@@ -39,7 +39,7 @@ def test_rows_of_the_named_systems_stand_beside_this_sweeps(tmp_path: Path) -> N
     mine = sweep(tmp_path / "modern", {"fsq": 0.03})
     Comparison.parse(str(tmp_path / "mnist") + ":hqa,vqvae", tmp_path / "modern").save(tmp_path / "modern")
     assert json.loads((tmp_path / "modern" / "compare.json").read_text())["folder"] == "../mnist"  # a clone resolves it
-    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
     assert set(rows["system"]) == {"hqa", "vqvae"} and set(rows["metric"]) == {"mse"}  # no timings, no curves
     assert "Rows of hqa, vqvae are read from `../mnist`" in note
     report.write_reports(tmp_path / "modern", figures=False)
@@ -55,7 +55,7 @@ def test_another_code_version_is_named_and_left_out(tmp_path: Path) -> None:
     sweep(tmp_path / "mnist", {"hqa": 0.05}, {**MANIFEST, "code_version": "old"})
     mine = sweep(tmp_path / "modern", {"fsq": 0.03})
     Comparison("../mnist").save(tmp_path / "modern")
-    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
     assert rows.empty and "differs from this one in code_version" in note
     report.write_reports(tmp_path / "modern", figures=False)
     assert list(pd.read_csv(tmp_path / "modern" / "table3.csv")["System"]) == ["No compression", "FSQ"]
@@ -65,12 +65,13 @@ def test_missing_folder_or_system_is_said(tmp_path: Path) -> None:
     mine = sweep(tmp_path / "modern", {"fsq": 0.03})
     Comparison("../nowhere").save(tmp_path / "modern")
     assert "holds no sweep" in compared_rows(tmp_path / "modern", mine.rows())[1]
+    assert compared_rows(tmp_path / "modern", mine.rows())[2] == (tmp_path / "nowhere").resolve()
     sweep(tmp_path / "mnist", {"hqa": 0.05})
     Comparison("../mnist", ("hqa", "kmeans")).save(tmp_path / "modern")
-    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
     assert set(rows["system"]) == {"hqa"} and "Not found there: kmeans." in note
-    rows, note = compared_rows(tmp_path / "mnist", mine.rows())  # a sweep that asked for no comparison
-    assert rows.empty and note == ""
+    rows, note, folder = compared_rows(tmp_path / "mnist", mine.rows())  # a sweep that asked for no comparison
+    assert rows.empty and note == "" and folder is None
 
 
 def test_bad_compare_flag_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -84,7 +85,7 @@ def test_another_profile_or_data_is_named_and_left_out(tmp_path: Path, key: str,
     sweep(tmp_path / "mnist", {"hqa": 0.05}, {**MANIFEST, key: value})
     mine = sweep(tmp_path / "modern", {"fsq": 0.03})
     Comparison("../mnist").save(tmp_path / "modern")
-    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
     assert rows.empty and f"differs from this one in {key}" in note
 
 
@@ -94,7 +95,7 @@ def test_another_device_or_precision_is_named_and_left_out(tmp_path: Path) -> No
     (tmp_path / "mnist" / "runs.jsonl").write_text(json.dumps({"device": "cuda", "mixed_precision": True}) + "\n")
     (tmp_path / "modern" / "runs.jsonl").write_text(json.dumps({"device": "cpu", "mixed_precision": False}) + "\n")
     Comparison("../mnist").save(tmp_path / "modern")
-    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
     assert rows.empty and "device, mixed_precision" in note
 
 
@@ -102,7 +103,7 @@ def test_a_system_trained_in_both_folders_shows_this_sweeps_rows(tmp_path: Path)
     sweep(tmp_path / "mnist", {"hqa": 0.05, "fsq": 0.9})
     mine = sweep(tmp_path / "modern", {"fsq": 0.03})
     Comparison("../mnist", ("hqa", "fsq")).save(tmp_path / "modern")
-    rows, note = compared_rows(tmp_path / "modern", mine.rows())
+    rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
     assert set(rows["system"]) == {"hqa"} and "Trained here too, so this sweep's rows are shown: fsq." in note
 
 
