@@ -133,6 +133,7 @@ def toy_config(codes: tuple[int, ...], stochastic: bool, settings: ToySettings) 
         code_reset=True,
         codebook_init="kmeans++",
         lr=1e-3,
+        temp_start=0.667,  # the reference code's schedule, with which results/toy was made (HQAConfig's 3.0 came later, for MNIST)
     )
 
 

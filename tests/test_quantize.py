@@ -379,3 +379,27 @@ def test_kmeans_plus_plus_init_spreads_few_codes_over_separated_clusters() -> No
             clusters = torch.cdist(q.codebook.detach(), centres).argmin(dim=1)
             hits[init] += int(clusters.unique().numel() == 4)
     assert hits["kmeans++"] >= 18 and hits["random"] <= 5, hits
+
+
+
+def test_a_peaked_posterior_passes_reconstruction_gradient_to_z_e_only_at_a_high_temperature() -> None:
+    """Why the default schedule starts at 3.0, not the reference code's 0.667: the decoder's
+    gradient reaches z_e only through the relaxed sample's softmax, whose slope falls as
+    exp(-gap / t) for a log-probability gap between the two best codes. Trained HQA top layers
+    have a median gap of ~7 nats (results/experiments/issue13-temperature.md): at 0.667 almost
+    nothing reaches the encoder, at 3.0 a usable share does."""
+    codebook = torch.tensor([[0.0, 0.0], [2.8, 0.0], [0.0, 2.9], [-3.0, 0.0]])
+    z = torch.tensor([[0.1, 0.05]])
+    gap = float(squared_distances(z, codebook).sort(dim=1).values.diff(dim=1)[0, 0])
+    assert 6.5 < gap < 8.0  # log q(best) - log q(second best), as at a trained top layer
+    uniforms = torch.full((1, 4), 0.5)  # equal Gumbel noise for every code: the gap alone decides
+
+    def grad_norm(temperature: float) -> float:
+        zz = z.clone().requires_grad_(True)
+        z_q, *_ = gumbel_terms(zz, codebook, uniforms, temperature, with_terms=False)
+        (z_q @ torch.tensor([1.0, -1.0])).sum().backward()
+        return float(zz.grad.norm())
+
+    cold, hot = grad_norm(0.667), grad_norm(3.0)
+    assert cold < 1e-3 and hot > 0.1
+    assert hot > 100 * cold

@@ -1,0 +1,126 @@
+"""Issue 13: why HQA's top layer clusters worse than k-means on its own input, and the Gumbel
+temperature that fixes part of it. Three modes, one JSON line per model (stdout):
+
+    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py diagnose SEED
+    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py top SEED key=value ...
+    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py full SYSTEM SEED key=value ...
+
+- ``diagnose``: the stored seed-SEED HQA of results/mnist: 8-bit classification error with
+  sampled or most-probable codes at encode and decode; the label error of the top code itself
+  (each code votes the majority label of the training images it receives); k-means (256
+  clusters) on layer 5's input, the normalised z_e of layer 4: its label error and its MSE in
+  that space, against layer 5's own reconstruction MSE there (most-probable codes).
+- ``top``: layers 1-4 as stored, layer 5 retrained at the quick profile's steps (2028 at
+  batch 128) under HQAConfig overrides (e.g. temp_start=3.0); the same measures.
+- ``full``: SYSTEM trained from scratch at the quick profile's steps with the overrides;
+  MSE and classification error at every rate (the sweep's test-time sampling and seeds).
+
+Classification error is the suite's classifier (cached as the sweep caches it), on the
+quick profile's 5000 evaluation images. One thread per process; two ran at once.
+"""
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from benchmarks.classifier import load_or_train_classifier
+from benchmarks.datasets import sweep_data
+from benchmarks.metrics import reconstruct_all
+from benchmarks.profiles import get_profile
+from benchmarks.registry import build_system
+from hqa.config import HQAConfig
+from hqa.hierarchy import HQA
+
+torch.set_num_threads(1)
+PROFILE = get_profile("quick")
+MODELS = "results/mnist/models"
+train, test = sweep_data("mnist", None, PROFILE)
+clf = load_or_train_classifier(train, PROFILE.classifier_epochs, progress=False)[0].eval()
+x, y = test.images, test.labels
+
+
+def overrides(args: list[str]) -> dict:
+    out = {}
+    for kv in args:
+        key, value = kv.split("=")
+        out[key] = type(getattr(HQAConfig(), key))(value)
+    return out
+
+
+@torch.inference_mode()
+def class_error(images: torch.Tensor) -> float:
+    logits = torch.cat([clf(images[i : i + 500]) for i in range(0, len(images), 500)])
+    return round(100 * float((logits.argmax(1) != y).float().mean()), 2)
+
+
+@torch.inference_mode()
+def top_code_measures(m: HQA, seed: int) -> dict:
+    """8-bit error (sampled), label error of the top code, layer 5's MSE on normalised z_e4."""
+    codes = lambda X: torch.cat([m.encode(X[i : i + 500], 5) for i in range(0, len(X), 500)]).flatten()
+    z4 = lambda X: torch.cat([m.layers[4].normalize(m.encode_continuous(X[i : i + 500], 4)) for i in range(0, len(X), 500)])
+    ctr, cte = codes(train.images), codes(x)
+    votes = np.zeros((m.config.codes(5), 10))
+    np.add.at(votes, (ctr.numpy(), train.labels.numpy()), 1)
+    z, lay = z4(x), m.layers[4]
+    z_hat = torch.cat([lay.decoder(lay.quantizer.lookup(cte[i : i + 500].view(-1, 1, 1))) for i in range(0, len(x), 500)])
+    x_hat, _ = reconstruct_all(m, x, 5, seed)
+    return dict(class_err_8bit=class_error(x_hat), mse_8bit=round(float(((x_hat - x) ** 2).mean()), 4),
+                top_code_label_err=round(100 * float((votes.argmax(1)[cte.numpy()] != y.numpy()).mean()), 2),
+                layer5_mse_on_z4=round(float(((z - z_hat) ** 2).mean()), 4), codes_used=int(cte.unique().numel()))
+
+
+@torch.inference_mode()
+def diagnose(seed: int) -> dict:
+    m = HQA.load(f"{MODELS}/hqa-seed{seed}.pt").eval()
+    out = dict(mode="diagnose", seed=seed, **top_code_measures(m, seed))
+    for tag, enc, dec in (("mode_encode", False, True), ("mode_decode", True, False), ("mode_both", False, False)):
+        ge, gd = (torch.Generator().manual_seed(10_000 * seed + 5) for _ in range(2))
+        x_hat = torch.cat([m.decode(m.encode(x[i : i + 100], 5, ge if enc else None), 5, gd if dec else None)
+                           for i in range(0, len(x), 100)])
+        out[f"class_err_8bit_{tag}"] = class_error(x_hat)
+    z4 = lambda X: torch.cat([m.layers[4].normalize(m.encode_continuous(X[i : i + 500], 4)) for i in range(0, len(X), 500)]).flatten(1).numpy()
+    ztr, zte = z4(train.images), z4(x)
+    km = KMeans(m.config.codes(5), n_init=1, random_state=0).fit(ztr)
+    cte = km.predict(zte)
+    votes = np.zeros((m.config.codes(5), 10))
+    np.add.at(votes, (km.labels_, train.labels.numpy()), 1)
+    out["kmeans_on_z4_label_err"] = round(100 * float((votes.argmax(1)[cte] != y.numpy()).mean()), 2)
+    out["kmeans_on_z4_mse"] = round(float(((zte - km.cluster_centers_[cte]) ** 2).mean()), 4)
+    return out
+
+
+def retrain_top(seed: int, over: dict) -> dict:
+    old = HQA.load(f"{MODELS}/hqa-seed{seed}.pt")
+    m = HQA(old.config.replace(**over), seed=seed)
+    m.load_state_dict(old.state_dict())
+    m.fit_log, _ = old.fit_log[:4], m.trained.fill_(4)
+    start = time.perf_counter()
+    m.fit(train.images, PROFILE.epochs(len(train), 5), batch_size=PROFILE.layer_batches(5), seed=seed,
+          progress=False, compile=True)
+    return dict(mode="top", seed=seed, over=over, seconds=round(time.perf_counter() - start, 1), **top_code_measures(m.eval(), seed))
+
+
+def full(name: str, seed: int, over: dict) -> dict:
+    m = HQA(build_system(name).config.replace(**over), seed=seed)
+    start = time.perf_counter()
+    m.fit(train.images, PROFILE.epochs(len(train), 5), batch_size=PROFILE.layer_batches(5), seed=seed,
+          progress=False, compile=True)
+    rates = {}
+    for layer, bits in enumerate(m.rates, start=1):
+        x_hat, _ = reconstruct_all(m, x, layer, seed)
+        rates[bits] = dict(mse=round(float(((x_hat - x) ** 2).mean()), 4), class_err=class_error(x_hat))
+    return dict(mode="full", system=name, seed=seed, over=over, seconds=round(time.perf_counter() - start, 1), rates=rates)
+
+
+if __name__ == "__main__":
+    mode = sys.argv[1]
+    if mode == "diagnose":
+        result = diagnose(int(sys.argv[2]))
+    elif mode == "top":
+        result = retrain_top(int(sys.argv[2]), overrides(sys.argv[3:]))
+    else:
+        result = full(sys.argv[2], int(sys.argv[3]), overrides(sys.argv[4:]))
+    print(json.dumps(result), flush=True)
