@@ -64,9 +64,10 @@ def _finish(process: subprocess.Popen) -> str:
     return err
 
 
-def test_local_workers_share_one_malloc_arena() -> None:
+def test_local_workers_share_one_malloc_arena_and_run_no_profiler() -> None:
     """LocalCluster workers start with MALLOC_ARENA_MAX=1 (tasks run in a worker thread; see
-    benchmarks.cluster.WORKER_ENVIRON) and keep the nanny's own settings."""
+    benchmarks.cluster.WORKER_ENVIRON), keep the nanny's own settings, and run without the
+    statistical profiler's 10 ms callback (WORKER_CONFIG); the client's config is untouched."""
     import dask
     import distributed  # noqa: F401  (loads the distributed.* config)
 
@@ -75,8 +76,11 @@ def test_local_workers_share_one_malloc_arena() -> None:
     before = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
     with dask_client("local:1", None, gpu=False) as client:
         env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "OMP_NUM_THREADS")})
+        profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
     assert list(env.values()) == [{"MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}]
+    assert list(profiling.values()) == [False]
     assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before  # the setting was scoped
+    assert dask.config.get("distributed.worker.profile.enabled") is True
 
 
 @pytest.mark.slow

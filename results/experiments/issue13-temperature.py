@@ -1,11 +1,14 @@
 """Issue 13: why HQA's top layer clusters worse than k-means on its own input, and the Gumbel
 temperature that fixes part of it. Three modes, one JSON line per model (stdout):
 
-    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py diagnose SEED
-    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py top SEED key=value ...
+    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py diagnose SEED [MODELS]
+    HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py top SEED [MODELS] key=value ...
     HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/issue13-temperature.py full SYSTEM SEED key=value ...
 
-- ``diagnose``: the stored seed-SEED HQA of results/mnist: 8-bit classification error with
+MODELS: a sweep's models folder (default results/mnist/models; a superseded sweep's are in
+results/mnist/stale-VERSION/models).
+
+- ``diagnose``: the stored seed-SEED HQA: 8-bit classification error with
   sampled or most-probable codes at encode and decode; the label error of the top code itself
   (each code votes the majority label of the training images it receives); k-means (256
   clusters) on layer 5's input, the normalised z_e of layer 4: its label error and its MSE in
@@ -36,7 +39,6 @@ from hqa.hierarchy import HQA
 
 torch.set_num_threads(1)
 PROFILE = get_profile("quick")
-MODELS = "results/mnist/models"
 train, test = sweep_data("mnist", None, PROFILE)
 clf = load_or_train_classifier(train, PROFILE.classifier_epochs, progress=False)[0].eval()
 x, y = test.images, test.labels
@@ -73,8 +75,8 @@ def top_code_measures(m: HQA, seed: int) -> dict:
 
 
 @torch.inference_mode()
-def diagnose(seed: int) -> dict:
-    m = HQA.load(f"{MODELS}/hqa-seed{seed}.pt").eval()
+def diagnose(seed: int, models: str) -> dict:
+    m = HQA.load(f"{models}/hqa-seed{seed}.pt").eval()
     out = dict(mode="diagnose", seed=seed, **top_code_measures(m, seed))
     for tag, enc, dec in (("mode_encode", False, True), ("mode_decode", True, False), ("mode_both", False, False)):
         ge, gd = (torch.Generator().manual_seed(10_000 * seed + 5) for _ in range(2))
@@ -92,11 +94,12 @@ def diagnose(seed: int) -> dict:
     return out
 
 
-def retrain_top(seed: int, over: dict) -> dict:
-    old = HQA.load(f"{MODELS}/hqa-seed{seed}.pt")
+def retrain_top(seed: int, models: str, over: dict) -> dict:
+    old = HQA.load(f"{models}/hqa-seed{seed}.pt")
     m = HQA(old.config.replace(**over), seed=seed)
     m.load_state_dict(old.state_dict())
-    m.fit_log, _ = old.fit_log[:4], m.trained.fill_(4)
+    m.fit_log = old.fit_log[:4]
+    m.trained.fill_(4)  # layers 1-4 count as trained: fit() trains layer 5 only
     start = time.perf_counter()
     m.fit(train.images, PROFILE.epochs(len(train), 5), batch_size=PROFILE.layer_batches(5), seed=seed,
           progress=False, compile=True)
@@ -116,11 +119,12 @@ def full(name: str, seed: int, over: dict) -> dict:
 
 
 if __name__ == "__main__":
-    mode = sys.argv[1]
+    mode, rest = sys.argv[1], sys.argv[2:]
+    models = rest.pop(1) if mode != "full" and len(rest) > 1 and "=" not in rest[1] else "results/mnist/models"
     if mode == "diagnose":
-        result = diagnose(int(sys.argv[2]))
+        result = diagnose(int(rest[0]), models)
     elif mode == "top":
-        result = retrain_top(int(sys.argv[2]), overrides(sys.argv[3:]))
+        result = retrain_top(int(rest[0]), models, overrides(rest[1:]))
     else:
-        result = full(sys.argv[2], int(sys.argv[3]), overrides(sys.argv[4:]))
+        result = full(rest[0], int(rest[1]), overrides(rest[2:]))
     print(json.dumps(result), flush=True)
