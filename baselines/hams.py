@@ -10,12 +10,12 @@ The switches live in :class:`hqa.HQAConfig` so that ``hqa`` never depends on thi
 | hams-gs-mse  | gumbel + code reset  | mse                   | vq                  |
 | hqa          | gumbel + code reset  | mse                   | probabilistic (Eq. 4) |
 
-The Gumbel rows with Eq. 2 (hams-gs, hams-gs-mse) also keep the reference code's temperature
-schedule, 0.667 -> 0.001: HQA's default start of 3.0 (see :class:`hqa.HQAConfig`) made both
-worse on the quick profile (seed 0, classification error: HAMs + GS at 128 bits 54% -> 65%;
-HAMs + GS + MSE at 128/32/8 bits 20/43/47% -> 42/75/76%; results/experiments/issue13-temperature.md).
-Each row thus trains at the start that measured best for it, and HQA vs HAMs + GS + MSE differs
-in the codebook loss and the temperature's start.
+The Gumbel rows with Eq. 2 (hams-gs, hams-gs-mse) keep the reference code's temperature
+schedule, 0.667 -> 0.001: from HQA's start of 3.0 (see :class:`hqa.HQAConfig`) both got worse
+in one seed of the quick profile (classification error: HAMs + GS at 128/32/8 bits 54/67/86% ->
+65/73/88%; HAMs + GS + MSE 20/43/47% -> 42/75/76%; results/experiments/issue13-temperature.md).
+Only those two starts were tried for them (four, on three seeds, for HQA), so HQA vs HAMs + GS +
+MSE differs in the codebook loss and in the temperature's start.
 """
 
 from __future__ import annotations
