@@ -62,10 +62,12 @@ def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterat
 
         n = parse_local(cluster or "")
         environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
-        settings = {"distributed.nanny.pre-spawn-environ": environ, **WORKER_CONFIG}
-        with dask.config.set(settings):  # a nanny copies the config once and passes it to every worker it (re)starts
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):  # read once per nanny, kept on restarts
+            # config=: each nanny hands these keys to every worker it (re)starts; a setting made
+            # with dask.config.set here would reach only the first (the nanny's copy is shallow)
             local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0")
+                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0",
+                                             config=WORKER_CONFIG)
         client = distributed.Client(local)
     print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:

@@ -77,8 +77,12 @@ def test_local_workers_share_one_malloc_arena_and_run_no_profiler() -> None:
     with dask_client("local:1", None, gpu=False) as client:
         env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "OMP_NUM_THREADS")})
         profiling = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
+        client.restart()  # a restarted worker (after a crash, or the memory limit) keeps both
+        env_after = client.run(lambda: os.environ.get("MALLOC_ARENA_MAX"))
+        profiling_after = client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks)
     assert list(env.values()) == [{"MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}]
     assert list(profiling.values()) == [False]
+    assert list(env_after.values()) == ["1"] and list(profiling_after.values()) == [False]
     assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before  # the setting was scoped
     assert dask.config.get("distributed.worker.profile.enabled") is True
 
