@@ -8,9 +8,11 @@ temperature that fixes part of it. Three modes, one JSON line per model (stdout)
 MODELS: a sweep's models folder (default results/mnist/models; a superseded sweep's are in
 results/mnist/stale-VERSION/models).
 
-- ``diagnose``: the stored seed-SEED HQA: 8-bit classification error with
+- ``diagnose``: the stored seed-SEED HQA: the median gap (nats) between the log-probabilities
+  of the two best codes at each layer (first 2000 evaluation images); 8-bit classification error with
   sampled or most-probable codes at encode and decode; the label error of the top code itself
-  (each code votes the majority label of the training images it receives); k-means (256
+  (each code votes the majority label of the training images it receives; a code no
+  training image reaches votes label 0); k-means (256
   clusters) on layer 5's input, the normalised z_e of layer 4: its label error and its MSE in
   that space, against layer 5's own reconstruction MSE there (most-probable codes).
 - ``top``: layers 1-4 as stored, layer 5 retrained at the quick profile's steps (2028 at
@@ -21,6 +23,7 @@ results/mnist/stale-VERSION/models).
 Classification error is the suite's classifier (cached as the sweep caches it), on the
 quick profile's 5000 evaluation images. One thread per process; two ran at once.
 """
+import ast
 import json
 import sys
 import time
@@ -45,10 +48,13 @@ x, y = test.images, test.labels
 
 
 def overrides(args: list[str]) -> dict:
+    """``["temp_start=3.0", "code_reset=False"]`` -> HQAConfig overrides (Python literals)."""
     out = {}
     for kv in args:
-        key, value = kv.split("=")
-        out[key] = type(getattr(HQAConfig(), key))(value)
+        key, value = kv.split("=", 1)
+        out[key] = ast.literal_eval(value) if key not in ("quantizer", "target", "codebook_loss", "vq_code",
+                                                        "reset_rule", "codebook_init") else value
+    HQAConfig(**out)  # one clear error for a bad key or value
     return out
 
 
@@ -89,6 +95,10 @@ def diagnose(seed: int, models: str) -> dict:
     cte = km.predict(zte)
     votes = np.zeros((m.config.codes(5), 10))
     np.add.at(votes, (km.labels_, train.labels.numpy()), 1)
+    for layer in range(1, 6):  # how peaked q is: median log-probability gap between the two best codes (nats)
+        q = torch.cat([m.posterior(x[i : i + 500], layer) for i in range(0, 2000, 500)]).flatten(0, -2)
+        top2 = q.topk(2, dim=1).values
+        out[f"median_gap_nats_layer{layer}"] = round(float((top2[:, 0].log() - top2[:, 1].clamp_min(1e-30).log()).median()), 2)
     out["kmeans_on_z4_label_err"] = round(100 * float((votes.argmax(1)[cte] != y.numpy()).mean()), 2)
     out["kmeans_on_z4_mse"] = round(float(((zte - km.cluster_centers_[cte]) ** 2).mean()), 4)
     return out
