@@ -23,12 +23,6 @@ from typing import Any, Callable, Iterator, Sequence
 # 33.0-34.4 s as a Dask task, 31.9-32.7 s as a Dask task with one arena for all threads.
 WORKER_ENVIRON = {"MALLOC_ARENA_MAX": 1}
 
-# Dask settings of every LocalCluster worker. The worker's statistical profiler wakes its event
-# loop every 10 ms to walk the task thread's stack (GIL and CPU the training loop could use); the
-# dashboard's profile page is what is lost. Measured: turning it off did not close the ~8% gap in
-# HQA training time between Dask and joblib workers (README, "Scaling out on Dask", pair 3).
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
-
 
 def parse_local(spec: str) -> int:
     """``"local:N"`` -> N (>= 1); anything else is a ValueError naming the form."""
@@ -49,8 +43,8 @@ def require_dask() -> Any:
 @contextmanager
 def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterator[Any]:
     """A ``distributed.Client`` for a new LocalCluster (``cluster="local:N"``: N single-task
-    worker processes, each with one GPU resource when ``gpu``, :data:`WORKER_ENVIRON` in
-    its environment and :data:`WORKER_CONFIG` in its Dask config) or for the scheduler at ``scheduler`` (its workers' environment is
+    worker processes, each with one GPU resource when ``gpu`` and :data:`WORKER_ENVIRON` in
+    its environment) or for the scheduler at ``scheduler`` (its workers' environment is
     theirs: the README's recipes set the same). Prints the dashboard address. Closes what it
     started."""
     distributed = require_dask()
@@ -63,11 +57,8 @@ def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterat
         n = parse_local(cluster or "")
         environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
         with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):  # read once per nanny, kept on restarts
-            # config=: each nanny hands these keys to every worker it (re)starts; a setting made
-            # with dask.config.set here would reach only the first (the nanny's copy is shallow)
             local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0",
-                                             config=WORKER_CONFIG)
+                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0")
         client = distributed.Client(local)
     print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:
