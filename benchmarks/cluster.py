@@ -23,6 +23,19 @@ from typing import Any, Callable, Iterator, Sequence
 # 33.0-34.4 s as a Dask task, 31.9-32.7 s as a Dask task with one arena for all threads.
 WORKER_ENVIRON = {"MALLOC_ARENA_MAX": 1}
 
+# Dask's own periodic work on a LocalCluster, made rarer: on a machine whose every core trains,
+# each wake-up of a worker's event loop (and of the nannies and scheduler in the client process)
+# takes a core and the GIL from a training thread. Measured as a set on the 2-core CPU, two
+# single-thread HQA trainings at once (results/experiments/issue15-quiet.md, 3 rounds): 33.8 s
+# as joblib tasks, 36.1 s as Dask tasks with the defaults (+6.8%), 33.9 s with these. Lost: the
+# dashboard's profile page, and per-second rather than sub-second system and memory readings.
+QUIET_CONFIG = {
+    "distributed.worker.profile.enabled": False,  # default: walks the task thread's stack every 10 ms
+    "distributed.admin.tick.interval": "1s",  # default 20 ms: the event loop's liveness check
+    "distributed.admin.system-monitor.interval": "5s",  # default 500 ms: psutil readings for the dashboard
+    "distributed.worker.memory.monitor-interval": "5s",  # default 100 ms: each nanny's check of its worker's memory
+}
+
 
 def parse_local(spec: str) -> int:
     """``"local:N"`` -> N (>= 1); anything else is a ValueError naming the form."""
@@ -43,8 +56,8 @@ def require_dask() -> Any:
 @contextmanager
 def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterator[Any]:
     """A ``distributed.Client`` for a new LocalCluster (``cluster="local:N"``: N single-task
-    worker processes, each with one GPU resource when ``gpu`` and :data:`WORKER_ENVIRON` in
-    its environment) or for the scheduler at ``scheduler`` (its workers' environment is
+    worker processes, each with one GPU resource when ``gpu``, :data:`WORKER_ENVIRON` in its
+    environment and :data:`QUIET_CONFIG`) or for the scheduler at ``scheduler`` (its workers' environment is
     theirs: the README's recipes set the same). Prints the dashboard address. Closes what it
     started."""
     distributed = require_dask()
@@ -56,9 +69,12 @@ def dask_client(cluster: str | None, scheduler: str | None, gpu: bool) -> Iterat
 
         n = parse_local(cluster or "")
         environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):  # read once per nanny, kept on restarts
+        # the scheduler and nannies read their settings once, as they are built; config= is what
+        # each nanny hands to every worker it (re)starts (its copy of the global config is shallow)
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, **QUIET_CONFIG}):
             local = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0")
+                                             resources={"GPU": 1} if gpu else None, dashboard_address=":0",
+                                             config=QUIET_CONFIG)
         client = distributed.Client(local)
     print(f"Dask dashboard: {client.dashboard_link}", file=sys.stderr)
     try:

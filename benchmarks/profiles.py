@@ -107,7 +107,7 @@ PROFILES: dict[str, Profile] = {
         Profile(
             name="quick",
             seeds=3,
-            steps=(400, 500, 800, 1500, 2000),
+            steps=(400, 500, 800, 1500, 6000),
             batch_size=(64, 64, 128, 128, 128),
             train_size=None,
             eval_size=5000,
@@ -115,7 +115,9 @@ PROFILES: dict[str, Profile] = {
             description="the whole MNIST pipeline on a 2-core CPU in under an hour: 3 seeds, a fixed half of the "
             "test set. Steps and batches per layer from measured per-image costs and learning curves: the bottom "
             "layer costs 2.7 ms per image per step on one core and learns fastest; layers 4-5 cost 0.1-0.2 ms and "
-            "are bound by per-step overhead, so they get larger batches and more steps. Most layers are still "
+            "are bound by per-step overhead, so they get larger batches and more steps. The top layer gets 3x the "
+            "steps of session 7's schedule: on HQA's three seeds that took 8-bit class error from 25.3% to 21.7% "
+            "for +38 s per cell (results/experiments/issue13-temperature.md, section 5). Most layers are still "
             "improving at their last step (results/mnist/README.md, Convergence)",
             independent_steps=350,
             curve_points=12,

@@ -74,9 +74,10 @@ class HQAConfig:
     grad_clip: float = 1.0  # max gradient norm
     # Gumbel-softmax temperature, decayed linearly over each layer's steps (Section 5.1), from
     # 3.0 on MNIST (the reference code starts at 0.667). The decoder's gradient reaches z_e only
-    # through the relaxed sample, whose slope falls as exp(-gap / t); a trained top layer has a
-    # median gap of ~7 nats between its two best codes, and at 0.667 its encoder got ~20x less
-    # reconstruction gradient on average than at 3.0, in rare spikes. Three paired quick-profile
+    # through the relaxed sample, whose slope falls as exp(-gap / t); a top layer trained at 0.667
+    # had a median gap of ~7 nats between its two best codes, and in the 4-code example of
+    # tests/test_quantize.py such a gap passes ~20x less reconstruction gradient on average at
+    # 0.667 than at 3.0, in rare spikes. Three paired quick-profile
     # seeds: 8-bit class error 33.8/33.8/36.2% -> 24.2/27.8/23.9%, 8-bit MSE 0.052 -> 0.045-0.047,
     # MSE and class error better at every rate from 512 bits down
     # (results/experiments/issue13-temperature.md). HAMs + GS rows (baselines.hams), the CelebA

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -64,23 +65,34 @@ def _finish(process: subprocess.Popen) -> str:
     return err
 
 
-def test_local_workers_share_one_malloc_arena() -> None:
+def _worker_settings(dask_worker: Any) -> dict[str, Any]:
+    """What a worker process runs with: its environment and how often its periodic work wakes."""
+    return dict(arena=os.environ.get("MALLOC_ARENA_MAX"), omp=os.environ.get("OMP_NUM_THREADS"),
+                profiler="profile" in dask_worker.periodic_callbacks, tick_s=dask_worker._tick_interval,
+                monitor_ms=dask_worker.periodic_callbacks["monitor"].callback_time)
+
+
+def test_local_workers_share_one_malloc_arena_and_wake_rarely() -> None:
     """LocalCluster workers start with MALLOC_ARENA_MAX=1 (tasks run in a worker thread; see
-    benchmarks.cluster.WORKER_ENVIRON), also after a restart, and keep the nanny's own settings;
-    the client's config is untouched."""
+    benchmarks.cluster.WORKER_ENVIRON) and Dask's periodic work made rarer (QUIET_CONFIG), also
+    after a restart; they keep the nanny's own settings; the client's config is untouched."""
     import dask
     import distributed  # noqa: F401  (loads the distributed.* config)
 
     from benchmarks.cluster import dask_client
 
     before = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    tick_before = dask.config.get("distributed.admin.tick.interval")
+    expected = dict(arena="1", omp="1", profiler=False, tick_s=1.0, monitor_ms=5000.0)
     with dask_client("local:1", None, gpu=False) as client:
-        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "OMP_NUM_THREADS")})
-        client.restart()  # a restarted worker (after a crash, or the memory limit) keeps it
-        env_after = client.run(lambda: os.environ.get("MALLOC_ARENA_MAX"))
-    assert list(env.values()) == [{"MALLOC_ARENA_MAX": "1", "OMP_NUM_THREADS": "1"}]
-    assert list(env_after.values()) == ["1"]
-    assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before  # the setting was scoped
+        settings = client.run(_worker_settings)
+        scheduler_ms = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.periodic_callbacks["monitor"].callback_time)
+        client.restart()  # a restarted worker (after a crash, or the memory limit) keeps them
+        settings_after = client.run(_worker_settings)
+    assert list(settings.values()) == [expected] and list(settings_after.values()) == [expected]
+    assert scheduler_ms == 5000.0  # the scheduler, built in this process, too
+    assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before  # the settings were scoped
+    assert dask.config.get("distributed.admin.tick.interval") == tick_before
 
 
 @pytest.mark.slow

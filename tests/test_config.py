@@ -68,8 +68,8 @@ def test_profiles_turn_per_layer_steps_and_batches_into_whole_epochs() -> None:
     assert quick.layer_batches(5) == (64, 64, 128, 128, 128)
     assert quick.layer_batches(5, independent=True) == (64,) * 5  # VQ-VAE: the bottom layer's batch
     # 5000 images: 78 steps per epoch at batch 64, 39 at 128
-    assert whole_epochs(quick.layer_steps(5), 5000, quick.layer_batches(5)) == ([6, 7, 21, 39, 52], [468, 546, 819, 1521, 2028])
-    assert quick.epochs(5000, 7) == [6, 7, 21, 39, 52, 52, 52]  # CelebA's 7 layers repeat the last entry
+    assert whole_epochs(quick.layer_steps(5), 5000, quick.layer_batches(5)) == ([6, 7, 21, 39, 154], [468, 546, 819, 1521, 6006])
+    assert quick.epochs(5000, 7) == [6, 7, 21, 39, 154, 154, 154]  # CelebA's 7 layers repeat the last entry
 
 
 def test_paper_profile_is_fifty_epochs_of_60k_at_batch_512() -> None:

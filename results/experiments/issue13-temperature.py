@@ -49,13 +49,16 @@ x, y = test.images, test.labels
 
 def overrides(args: list[str]) -> dict:
     """``["temp_start=3.0", "code_reset=False"]`` -> HQAConfig overrides (Python literals)."""
-    out = {}
+    out, extra = {}, {}
     for kv in args:
         key, value = kv.split("=", 1)
+        if key == "top_steps_x":
+            extra[key] = int(value)
+            continue
         out[key] = ast.literal_eval(value) if key not in ("quantizer", "target", "codebook_loss", "vq_code",
                                                         "reset_rule", "codebook_init") else value
     HQAConfig(**out)  # one clear error for a bad key or value
-    return out
+    return {**out, **extra}
 
 
 @torch.inference_mode()
@@ -105,14 +108,18 @@ def diagnose(seed: int, models: str) -> dict:
 
 
 def retrain_top(seed: int, models: str, over: dict) -> dict:
+    scale = over.pop("top_steps_x", 1)  # layer 5's steps times this (not an HQAConfig key)
     old = HQA.load(f"{models}/hqa-seed{seed}.pt")
     m = HQA(old.config.replace(**over), seed=seed)
     m.load_state_dict(old.state_dict())
     m.fit_log = old.fit_log[:4]
     m.trained.fill_(4)  # layers 1-4 count as trained: fit() trains layer 5 only
     start = time.perf_counter()
-    m.fit(train.images, PROFILE.epochs(len(train), 5), batch_size=PROFILE.layer_batches(5), seed=seed,
+    epochs = PROFILE.epochs(len(train), 5)
+    m.fit(train.images, (*epochs[:4], epochs[4] * scale), batch_size=PROFILE.layer_batches(5), seed=seed,
           progress=False, compile=True)
+    if scale != 1:
+        over["top_steps_x"] = scale
     return dict(mode="top", seed=seed, over=over, seconds=round(time.perf_counter() - start, 1), **top_code_measures(m.eval(), seed))
 
 
