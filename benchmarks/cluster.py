@@ -25,15 +25,17 @@ WORKER_ENVIRON = {"MALLOC_ARENA_MAX": 1}
 
 # Dask's own periodic work on a LocalCluster, made rarer: on a machine whose every core trains,
 # each wake-up of a worker's event loop (and of the nannies and scheduler in the client process)
-# takes a core and the GIL from a training thread. Measured as a set on the 2-core CPU, two
-# single-thread HQA trainings at once (results/experiments/issue15-quiet.md, 3 rounds): 33.8 s
-# as joblib tasks, 36.1 s as Dask tasks with the defaults (+6.8%), 33.9 s with these. Lost: the
-# dashboard's profile page, and per-second rather than sub-second system and memory readings.
+# takes a core and the GIL from a training thread. Two single-thread HQA trainings at once on
+# the 2-core CPU (results/experiments/issue15-quiet.md): 33.8 s as joblib tasks, 36.1 s as Dask
+# tasks with the defaults (+6.8%). Lost: the dashboard's profile page, and system and memory
+# readings every 5 s instead of several a second (spilling, pausing and the memory limit react
+# up to 5 s late). Keys stay dotted: a nested {"distributed": {...}} passed as config= would
+# replace the workers' whole "distributed" section, defaults included.
 QUIET_CONFIG = {
     "distributed.worker.profile.enabled": False,  # default: walks the task thread's stack every 10 ms
     "distributed.admin.tick.interval": "1s",  # default 20 ms: the event loop's liveness check
     "distributed.admin.system-monitor.interval": "5s",  # default 500 ms: psutil readings for the dashboard
-    "distributed.worker.memory.monitor-interval": "5s",  # default 100 ms: each nanny's check of its worker's memory
+    "distributed.worker.memory.monitor-interval": "5s",  # default 100 ms: each nanny's and worker's memory check
 }
 
 

@@ -65,11 +65,11 @@ def _finish(process: subprocess.Popen) -> str:
     return err
 
 
-def _worker_settings(dask_worker: Any) -> dict[str, Any]:
-    """What a worker process runs with: its environment and how often its periodic work wakes."""
-    return dict(arena=os.environ.get("MALLOC_ARENA_MAX"), omp=os.environ.get("OMP_NUM_THREADS"),
-                profiler="profile" in dask_worker.periodic_callbacks, tick_s=dask_worker._tick_interval,
-                monitor_ms=dask_worker.periodic_callbacks["monitor"].callback_time)
+def _wakeups(server: Any) -> dict[str, Any]:
+    """How often a Dask server's periodic work wakes: tick (s), system and memory monitors (ms)."""
+    calls = server.periodic_callbacks
+    return dict(tick_s=server._tick_interval, system_monitor_ms=calls["monitor"].callback_time,
+                memory_monitor_ms=calls["memory_monitor"].callback_time if "memory_monitor" in calls else None)
 
 
 def test_local_workers_share_one_malloc_arena_and_wake_rarely() -> None:
@@ -79,20 +79,25 @@ def test_local_workers_share_one_malloc_arena_and_wake_rarely() -> None:
     import dask
     import distributed  # noqa: F401  (loads the distributed.* config)
 
-    from benchmarks.cluster import dask_client
+    from benchmarks.cluster import QUIET_CONFIG, dask_client
 
-    before = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-    tick_before = dask.config.get("distributed.admin.tick.interval")
-    expected = dict(arena="1", omp="1", profiler=False, tick_s=1.0, monitor_ms=5000.0)
+    def worker(dask_worker: Any) -> dict[str, Any]:
+        return dict(arena=os.environ.get("MALLOC_ARENA_MAX"), omp=os.environ.get("OMP_NUM_THREADS"),
+                    profiler="profile" in dask_worker.periodic_callbacks, **_wakeups(dask_worker))
+
+    before = {key: dask.config.get(key) for key in ("distributed.nanny.pre-spawn-environ", *QUIET_CONFIG)}
+    quiet = dict(tick_s=1.0, system_monitor_ms=5000.0)
     with dask_client("local:1", None, gpu=False) as client:
-        settings = client.run(_worker_settings)
-        scheduler_ms = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.periodic_callbacks["monitor"].callback_time)
+        settings = client.run(worker)
+        nanny = client.run(lambda dask_worker: _wakeups(dask_worker), nanny=True)  # the nanny, built in this process
+        scheduler = client.run_on_scheduler(lambda dask_scheduler: _wakeups(dask_scheduler))
         client.restart()  # a restarted worker (after a crash, or the memory limit) keeps them
-        settings_after = client.run(_worker_settings)
+        settings_after = client.run(worker)
+    expected = dict(arena="1", omp="1", profiler=False, **quiet, memory_monitor_ms=5000.0)
     assert list(settings.values()) == [expected] and list(settings_after.values()) == [expected]
-    assert scheduler_ms == 5000.0  # the scheduler, built in this process, too
-    assert dict(dask.config.get("distributed.nanny.pre-spawn-environ")) == before  # the settings were scoped
-    assert dask.config.get("distributed.admin.tick.interval") == tick_before
+    assert list(nanny.values()) == [dict(**quiet, memory_monitor_ms=5000.0)]
+    assert scheduler == dict(**quiet, memory_monitor_ms=None)
+    assert {key: dask.config.get(key) for key in before} == before  # the settings were scoped to the cluster
 
 
 @pytest.mark.slow
