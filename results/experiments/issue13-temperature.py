@@ -15,8 +15,9 @@ results/mnist/stale-VERSION/models).
   training image reaches votes label 0); k-means (256
   clusters) on layer 5's input, the normalised z_e of layer 4: its label error and its MSE in
   that space, against layer 5's own reconstruction MSE there (most-probable codes).
-- ``top``: layers 1-4 as stored, layer 5 retrained at the quick profile's steps (2028 at
-  batch 128) under HQAConfig overrides (e.g. temp_start=3.0); the same measures.
+- ``top``: layers 1-4 as stored, layer 5 retrained at the quick profile's steps and batch
+  under HQAConfig overrides (e.g. temp_start=3.0); the same measures. Not config keys:
+  top_steps_x=N (N times the profile's steps), top_steps=S and top_batch=B (layer 5's own).
 - ``full``: SYSTEM trained from scratch at the quick profile's steps with the overrides;
   MSE and classification error at every rate (the sweep's test-time sampling and seeds).
 
@@ -35,7 +36,7 @@ from sklearn.cluster import KMeans
 from benchmarks.classifier import load_or_train_classifier
 from benchmarks.datasets import sweep_data
 from benchmarks.metrics import reconstruct_all
-from benchmarks.profiles import get_profile
+from benchmarks.profiles import get_profile, whole_epochs
 from benchmarks.registry import build_system
 from hqa.config import HQAConfig
 from hqa.hierarchy import HQA
@@ -52,7 +53,7 @@ def overrides(args: list[str]) -> dict:
     out, extra = {}, {}
     for kv in args:
         key, value = kv.split("=", 1)
-        if key == "top_steps_x":
+        if key in ("top_steps_x", "top_steps", "top_batch"):
             extra[key] = int(value)
             continue
         out[key] = ast.literal_eval(value) if key not in ("quantizer", "target", "codebook_loss", "vq_code",
@@ -109,6 +110,8 @@ def diagnose(seed: int, models: str) -> dict:
 
 def retrain_top(seed: int, models: str, over: dict) -> dict:
     scale = over.pop("top_steps_x", 1)  # layer 5's steps times this (not an HQAConfig key)
+    top_batch = over.pop("top_batch", None)  # layer 5's batch (default: the profile's)
+    top_steps = over.pop("top_steps", None)  # layer 5's steps (default: the profile's, times top_steps_x)
     old = HQA.load(f"{models}/hqa-seed{seed}.pt")
     m = HQA(old.config.replace(**over), seed=seed)
     m.load_state_dict(old.state_dict())
@@ -116,10 +119,15 @@ def retrain_top(seed: int, models: str, over: dict) -> dict:
     m.trained.fill_(4)  # layers 1-4 count as trained: fit() trains layer 5 only
     start = time.perf_counter()
     epochs = PROFILE.epochs(len(train), 5)
-    m.fit(train.images, (*epochs[:4], epochs[4] * scale), batch_size=PROFILE.layer_batches(5), seed=seed,
-          progress=False, compile=True)
-    if scale != 1:
-        over["top_steps_x"] = scale
+    batches = PROFILE.layer_batches(5)
+    if top_batch is not None:
+        batches = (*batches[:4], top_batch)
+    top_epochs = epochs[4] * scale
+    if top_steps is not None:
+        top_epochs = whole_epochs([top_steps], len(train), batches[4])[0][0]
+    m.fit(train.images, (*epochs[:4], top_epochs), batch_size=batches, seed=seed, progress=False, compile=True)
+    over.update({k: v for k, v in (("top_steps_x", scale), ("top_batch", top_batch), ("top_steps", top_steps))
+                 if v is not None and v != 1})
     return dict(mode="top", seed=seed, over=over, seconds=round(time.perf_counter() - start, 1), **top_code_measures(m.eval(), seed))
 
 
