@@ -64,8 +64,9 @@ def test_another_code_version_is_named_and_left_out(tmp_path: Path) -> None:
 def test_missing_folder_or_system_is_said(tmp_path: Path) -> None:
     mine = sweep(tmp_path / "modern", {"fsq": 0.03})
     Comparison("../nowhere").save(tmp_path / "modern")
-    assert "holds no sweep" in compared_rows(tmp_path / "modern", mine.rows())[1]
-    assert compared_rows(tmp_path / "modern", mine.rows())[2] == (tmp_path / "nowhere").resolve()
+    _, note, folder = compared_rows(tmp_path / "modern", mine.rows())
+    assert "holds no sweep" in note
+    assert folder == (tmp_path / "nowhere").resolve()
     sweep(tmp_path / "mnist", {"hqa": 0.05})
     Comparison("../mnist", ("hqa", "kmeans")).save(tmp_path / "modern")
     rows, note, _ = compared_rows(tmp_path / "modern", mine.rows())
