@@ -18,7 +18,8 @@ results/mnist/stale-VERSION/models).
 - ``top``: layers 1-4 as stored, layer 5 retrained at the quick profile's steps and batch
   under HQAConfig overrides (e.g. temp_start=3.0); the same measures. Not config keys:
   top_steps_x=N (N times the profile's steps), top_steps=S and top_batch=B (layer 5's own).
-- ``full``: SYSTEM trained from scratch at the quick profile's steps with the overrides;
+- ``full``: SYSTEM trained from scratch at the quick profile's steps (times steps_x=a,b,c,d,e
+  per layer, if given) with the overrides;
   MSE and classification error at every rate (the sweep's test-time sampling and seeds).
 
 Classification error is the suite's classifier (cached as the sweep caches it), on the
@@ -55,6 +56,9 @@ def overrides(args: list[str]) -> dict:
         key, value = kv.split("=", 1)
         if key in ("top_steps_x", "top_steps", "top_batch"):
             extra[key] = int(value)
+            continue
+        if key == "steps_x":  # full mode: each layer's epochs times these, e.g. steps_x=2,2,2,2,1
+            extra[key] = [int(v) for v in value.split(",")]
             continue
         out[key] = ast.literal_eval(value) if key not in ("quantizer", "target", "codebook_loss", "vq_code",
                                                         "reset_rule", "codebook_init") else value
@@ -132,10 +136,13 @@ def retrain_top(seed: int, models: str, over: dict) -> dict:
 
 
 def full(name: str, seed: int, over: dict) -> dict:
+    scale = over.pop("steps_x", [1] * 5)
     m = HQA(build_system(name).config.replace(**over), seed=seed)
     start = time.perf_counter()
-    m.fit(train.images, PROFILE.epochs(len(train), 5), batch_size=PROFILE.layer_batches(5), seed=seed,
-          progress=False, compile=True)
+    epochs = [e * x for e, x in zip(PROFILE.epochs(len(train), 5), scale)]
+    m.fit(train.images, epochs, batch_size=PROFILE.layer_batches(5), seed=seed, progress=False, compile=True)
+    if scale != [1] * 5:
+        over["steps_x"] = scale
     rates = {}
     for layer, bits in enumerate(m.rates, start=1):
         x_hat, _ = reconstruct_all(m, x, layer, seed)

@@ -6,12 +6,15 @@ from hqa.train import Schedule
 torch.set_num_threads(1); keep_freed_memory()
 cfg = HQAConfig.mnist(lr=1e-3)
 m = HQA(cfg); m.use_compile(True)
-for k in (1, 2, 3, 4, 5):
+# usage: step_time.py [LAYERS [BATCHES]], e.g. step_time.py 5 128,256,512,1024 (default: all layers, 32-256)
+LAYERS = [int(a) for a in sys.argv[1].split(",")] if len(sys.argv) > 1 else [1, 2, 3, 4, 5]
+BATCHES = [int(a) for a in sys.argv[2].split(",")] if len(sys.argv) > 2 else [32, 64, 128, 256]
+for k in LAYERS:
     lay = m.layer(k)
     lay.train()
     size = cfg.latent_size(k - 1) if k > 1 else 32
     ch = 1 if k == 1 else 64
-    for bs in (32, 64, 128, 256):
+    for bs in BATCHES:
         for foreach in (False, True):
             data = torch.rand(bs, ch, size, size).contiguous(memory_format=torch.channels_last)
             params = [p for p in lay.parameters() if p.requires_grad]
