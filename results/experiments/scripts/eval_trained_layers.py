@@ -25,7 +25,7 @@ from benchmarks.metrics import evaluate_system
 from benchmarks.profiles import get_profile
 from benchmarks.registry import build_system
 from benchmarks.run import _measurement_rows, curve_rows
-from benchmarks.store import ResultStore
+from benchmarks.store import ResultStore, code_version
 
 
 class FirstLayers:
@@ -42,6 +42,8 @@ class FirstLayers:
 def main(folder: str, name: str, seed: int) -> None:
     torch.set_num_threads(2)
     manifest = json.loads((Path(folder) / "run.json").read_text())
+    if code_version() != manifest["code_version"]:
+        raise SystemExit(f"this checkout is code version {code_version()}, the sweep {manifest['code_version']}")
     profile = get_profile(manifest["profile"])
     train, test = sweep_data(manifest["dataset"], None, profile)
     _, cls = load_or_train_classifier(train, profile.classifier_epochs)
@@ -56,7 +58,8 @@ def main(folder: str, name: str, seed: int) -> None:
             "train_size": manifest["train_size"], "code_version": manifest["code_version"], "host": socket.gethostname()}
     rows = _measurement_rows(base, measurements)
     rows += [{**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
-              "feature_space": "", "value": log["seconds"]} for log in model.fit_log]
+              "feature_space": "", "value": log["seconds"]}
+             for log in model.fit_log if "shared_from" not in log]  # a shared layer 1 is timed where it was trained
     rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "",
                  "value": time.perf_counter() - start})
     rows += curve_rows(base, model)
