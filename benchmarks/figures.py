@@ -282,7 +282,10 @@ def stochastic_decodes(models: dict[str, CompressionSystem], data: FigureData, p
                 labels.append(f"{LABELS[name]}, image {i + 1}")
     if not rows:
         return lines + [""]
-    _grid(rows, labels, [f"{DECODES} decodes of one code"], path, "Stochastic decodes: HQA against a deterministic VQ-VAE")
+    title = "Stochastic decodes: " + LABELS[shown[0]]
+    if len(shown) > 1:
+        title += (" against a deterministic " if not models[shown[1]].stochastic else " and ") + LABELS[shown[1]]
+    _grid(rows, labels, [f"{DECODES} decodes of one code"], path, title)
     return lines + ["", f"![Stochastic decodes]({path.name})", ""]
 
 

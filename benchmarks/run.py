@@ -211,20 +211,26 @@ def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: Result
         start = time.perf_counter()
         measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed)
         eval_seconds = time.perf_counter() - start
-        base = {"system": name, "seed": seed, **_row_context(ctx)}
-        rows = _measurement_rows(base, measurements)
-        rows += [
-            {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
-             "feature_space": "", "value": log["seconds"]}
-            for log in model.fit_log
-            if "shared_from" not in log  # a shared layer 1 is timed once, where it was trained
-        ]
-        rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
-        rows += curve_rows(base, model)
+        rows = cell_rows({"system": name, "seed": seed, **row_context(ctx.manifest)}, model, measurements, eval_seconds)
         if not store.holds(lease):  # taken over meanwhile (see benchmarks.store): its new holder writes the rows
             return []
         store.write_rows(store.cell_path(name, seed), rows)
     return todo
+
+
+def cell_rows(base: dict[str, Any], model: CompressionSystem, measurements: list[Measurement],
+              eval_seconds: float) -> list[dict[str, Any]]:
+    """A cell's tidy rows: ``base`` (system, seed, run context) with every measurement, each trained
+    layer's training seconds, the evaluation seconds and the learning curves."""
+    rows = _measurement_rows(base, measurements)
+    rows += [
+        {**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
+         "feature_space": "", "value": log["seconds"]}
+        for log in model.fit_log
+        if "shared_from" not in log  # a shared layer 1 is timed once, where it was trained
+    ]
+    rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "", "value": eval_seconds})
+    return rows + curve_rows(base, model)
 
 
 def curve_rows(base: dict[str, Any], model: CompressionSystem) -> list[dict[str, Any]]:
@@ -248,9 +254,8 @@ def _measurement_rows(base: dict[str, Any], measurements: list[Measurement]) -> 
     ]
 
 
-def _row_context(ctx: Context) -> dict[str, Any]:
-    """The columns every row of this process shares: the run's manifest, and this host."""
-    m = ctx.manifest
+def row_context(m: dict[str, Any]) -> dict[str, Any]:
+    """The columns every row of this process shares: the run's manifest ``m``, and this host."""
     return {"profile": m["profile"], "dataset": m["dataset"], "train_size": m["train_size"],
             "code_version": m["code_version"], "host": socket.gethostname()}
 
@@ -343,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
-        base = {"system": "none", "seed": 0, **_row_context(ctx)}
+        base = {"system": "none", "seed": 0, **row_context(ctx.manifest)}
         store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
 
     # Longest tasks first (families of independent models, e.g. VQ-VAE, train every rate

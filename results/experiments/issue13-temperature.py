@@ -17,7 +17,8 @@ results/mnist/stale-VERSION/models).
   that space, against layer 5's own reconstruction MSE there (most-probable codes).
 - ``top``: layers 1-4 as stored, layer 5 retrained at the quick profile's steps and batch
   under HQAConfig overrides (e.g. temp_start=3.0); the same measures. Not config keys:
-  top_steps_x=N (N times the profile's steps), top_steps=S and top_batch=B (layer 5's own).
+  top_steps_x=N (N times the current profile's layer-5 epochs: 6006 steps since session 8),
+  top_steps=S and top_batch=B (layer 5's own).
 - ``full``: SYSTEM trained from scratch at the quick profile's steps (times steps_x=a,b,c,d,e
   per layer, if given) with the overrides;
   MSE and classification error at every rate (the sweep's test-time sampling and seeds).
@@ -116,6 +117,8 @@ def retrain_top(seed: int, models: str, over: dict) -> dict:
     scale = over.pop("top_steps_x", 1)  # layer 5's steps times this (not an HQAConfig key)
     top_batch = over.pop("top_batch", None)  # layer 5's batch (default: the profile's)
     top_steps = over.pop("top_steps", None)  # layer 5's steps (default: the profile's, times top_steps_x)
+    if top_steps is not None and scale != 1:
+        raise SystemExit("give top_steps or top_steps_x, not both")
     old = HQA.load(f"{models}/hqa-seed{seed}.pt")
     m = HQA(old.config.replace(**over), seed=seed)
     m.load_state_dict(old.state_dict())
@@ -137,6 +140,8 @@ def retrain_top(seed: int, models: str, over: dict) -> dict:
 
 def full(name: str, seed: int, over: dict) -> dict:
     scale = over.pop("steps_x", [1] * 5)
+    if len(scale) != 5:
+        raise SystemExit(f"steps_x needs one factor per layer (5), got {scale}")
     m = HQA(build_system(name).config.replace(**over), seed=seed)
     start = time.perf_counter()
     epochs = [e * x for e, x in zip(PROFILE.epochs(len(train), 5), scale)]

@@ -11,7 +11,6 @@ folder's profile), and writes the cell's rows as the runner would, for layers 1.
 Rows go to FOLDER/rows/SYSTEM-seedSEED.csv; the model is read from FOLDER/models/.
 """
 import json
-import socket
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from benchmarks.fidelity import classifier_space, feature_net_space
 from benchmarks.metrics import evaluate_system
 from benchmarks.profiles import get_profile
 from benchmarks.registry import build_system
-from benchmarks.run import _measurement_rows, curve_rows
+from benchmarks.run import cell_rows, row_context
 from benchmarks.store import ResultStore, code_version
 
 
@@ -54,15 +53,8 @@ def main(folder: str, name: str, seed: int) -> None:
     n = int(model.trained_layers)
     start = time.perf_counter()
     measurements = evaluate_system(FirstLayers(model.eval(), n), test.images, test.labels, spaces, seed)
-    base = {"system": name, "seed": seed, "profile": manifest["profile"], "dataset": manifest["dataset"],
-            "train_size": manifest["train_size"], "code_version": manifest["code_version"], "host": socket.gethostname()}
-    rows = _measurement_rows(base, measurements)
-    rows += [{**base, "layer": log["layer"], "bits": model.rates[log["layer"] - 1], "metric": "train_seconds",
-              "feature_space": "", "value": log["seconds"]}
-             for log in model.fit_log if "shared_from" not in log]  # a shared layer 1 is timed where it was trained
-    rows.append({**base, "layer": 0, "bits": 0, "metric": "eval_seconds", "feature_space": "",
-                 "value": time.perf_counter() - start})
-    rows += curve_rows(base, model)
+    base = {"system": name, "seed": seed, **row_context(manifest)}
+    rows = cell_rows(base, model, measurements, time.perf_counter() - start)
     store.write_rows(store.cell_path(name, seed), rows)
     print(f"{name} seed {seed}: layers 1-{n} of {len(model.rates)} evaluated; rows in {store.cell_path(name, seed)}")
 
