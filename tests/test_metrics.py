@@ -34,6 +34,55 @@ def test_fid_hand_computed_diagonal_gaussians() -> None:
     assert frechet_distance_numpy(a, a) == pytest.approx(0.0, abs=1e-6)
 
 
+def closed_form_fid(f1: np.ndarray, f2: np.ndarray) -> float:
+    """|mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2) for sample covariances (ddof 1),
+    with tr sqrt(S1 S2) = ||X1 X2^T||_* / sqrt((n1 - 1)(n2 - 1)) for centred X1, X2: small
+    matrices only, no matrix square root (and no torch-fidelity)."""
+    x1, x2 = f1 - f1.mean(0), f2 - f2.mean(0)
+    n1, n2 = len(f1), len(f2)
+    trace_sqrt = np.linalg.svd(x1 @ x2.T, compute_uv=False).sum() / np.sqrt((n1 - 1) * (n2 - 1))
+    mean_term = float(((f1.mean(0) - f2.mean(0)) ** 2).sum())
+    return mean_term + (x1 ** 2).sum() / (n1 - 1) + (x2 ** 2).sum() / (n2 - 1) - 2 * trace_sqrt
+
+
+def test_fid_of_two_gaussian_feature_sets_is_the_closed_form_frechet_distance() -> None:
+    """FeatureSpace.fid_of_features against scipy's matrix square root of S1 S2 for two
+    correlated Gaussian samples (5 features), and against the nuclear-norm form."""
+    from scipy.linalg import sqrtm
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(5, 5))
+    a = rng.normal(size=(300, 5)) @ mix
+    b = rng.normal(size=(200, 5)) @ (mix * np.array([1.5, 1.0, 0.5, 1.0, 2.0])) + np.array([1.0, 0, -2.0, 0, 0.5])
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2)
+                     - 2 * np.trace(sqrtm(s1 @ s2).real))
+    assert expected == pytest.approx(closed_form_fid(a, b), rel=1e-6)
+    space = FeatureSpace("gaussians", torch.nn.Identity(), reference_stats=fid_features_to_statistics(torch.from_numpy(a)))
+    assert space.fid_of_features(torch.from_numpy(b)) == pytest.approx(expected, rel=1e-6)
+    assert expected > 5  # far from 0: a mean or covariance term left out would show
+
+
+def test_sweep_intervals_use_students_t_at_three_seeds() -> None:
+    """The tables' 95% intervals over 3 seeds: half-width t(0.975, 2) s / sqrt(3) with
+    t(0.975, 2) = 4.302653 (the normal's 1.96 would give less than half of it)."""
+    import pandas as pd
+
+    from benchmarks.report import summarize
+
+    values = [0.1, 0.4, 0.25]  # mean 0.25, sample standard deviation 0.15
+    rows = pd.DataFrame([{"system": "hqa", "layer": 5, "bits": 8, "metric": "mse", "feature_space": "", "seed": s,
+                          "value": v} for s, v in enumerate(values)])
+    got = summarize(rows).iloc[0]
+    half = 4.302653 * 0.15 / np.sqrt(3)
+    assert got["n"] == 3 and got["mean"] == pytest.approx(0.25)
+    assert got["half"] == pytest.approx(half, rel=1e-6)
+    assert (got["lo"], got["hi"]) == (pytest.approx(0.25 - half, rel=1e-6), pytest.approx(0.25 + half, rel=1e-6))
+    mean, lo, hi = t_interval(values)
+    assert hi - mean == pytest.approx(half, rel=1e-6) and mean - lo == pytest.approx(half, rel=1e-6)
+
+
 def test_mse_and_interval() -> None:
     x, y = torch.zeros(2, 1, 2, 2), torch.full((2, 1, 2, 2), 0.5)
     assert mse(x, y) == pytest.approx(0.25)
@@ -120,12 +169,25 @@ def test_inception_path_with_stand_in_weights(tmp_path: Path) -> None:
     from conftest import inception_stand_in
 
     weights = inception_stand_in(tmp_path / "inception-stand-in.pth")
+    # Random Inception weights at PyTorch's default scale shrink the signal ~6x in second moment
+    # per conv + ReLU: the 2048 features come out ~1e-7 and any FID is ~0. Scaled by sqrt(6),
+    # the features carry the images (rFID of the two sets below ~100).
+    state = torch.load(weights)
+    torch.save({k: v * 6 ** 0.5 if k.endswith("conv.weight") else v for k, v in state.items()}, weights)
 
     real = torch.rand(6, 1, 32, 32, generator=torch.Generator().manual_seed(0))
     space, note = inception_space(real, weights)
     assert space is not None and note == "Inception rFID available"
-    assert space.features(real).shape == (6, 2048)
-    assert space.fid(real) == pytest.approx(0.0, abs=1e-2)
+    f1 = space.features(real).numpy()
+    assert f1.shape == (6, 2048)
+    # The FID of other images against the closed form, computed apart from torch-fidelity:
+    # with centred features X1 [n1, F], X2 [n2, F], tr sqrt(S1 S2) is the nuclear norm of
+    # X1 X2^T / sqrt((n1 - 1)(n2 - 1)) (same nonzero eigenvalues), exact for n << F.
+    fake = real.flip(-1).roll(5, dims=-2) * 0.6
+    f2 = space.features(fake)
+    expected = closed_form_fid(f1, f2.numpy())
+    assert expected > 10  # the two sets differ in this space
+    assert space.fid_of_features(f2) == pytest.approx(expected, rel=1e-3)
     missing, why = inception_space(real, tmp_path / "nope.pth")
     assert missing is None and "not found" in why
 
