@@ -87,19 +87,56 @@ def test_codes_round_trip_and_posterior_is_one_hot(quantizer: str) -> None:
         assert torch.equal(q.argmax(-1), codes) and torch.equal(q.sum(-1), torch.ones(6, size, size))
         z_q = model._quantizer(k).lookup(codes)
         assert z_q.shape == (6, 4, size, size)
-        torch.testing.assert_close(model.decode(codes, k), model._decode_from(z_q, k, None))
+        by_hand = hand_vectors(model._quantizer(k), codes)  # FSQ grid points / sums of stage code vectors
+        torch.testing.assert_close(z_q, by_hand, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.decode(codes, k), model.models[k - 1].decoder(by_hand), rtol=1e-5, atol=1e-6)
         assert torch.equal(model.decode(codes, k, torch.Generator().manual_seed(1)), model.decode(codes, k))  # deterministic
 
 
-def test_fsq_codes_are_k_distinct_grid_points() -> None:
-    """FSQ's K codes are K distinct points of its level grid, and the index of each point is
-    its code (the adapter's lookup decodes exactly what quantize emitted)."""
+def hand_vectors(q, codes: torch.Tensor) -> torch.Tensor:
+    """The code vectors [B, D, h, w] of codes [B, h, w], computed by hand from the quantizer's
+    definition and its stored weights only. FSQ: code c has digits c_d (the first level the
+    least significant), coordinate (c_d - L_d // 2) / (L_d // 2) on the grid of level L_d, then
+    the output projection W p + b. Residual VQ: the sum over stages of stage s's code vector
+    e_s[c_s], c_s the s-th digit of c (stage 1 the least significant)."""
+    place, parts = 1, []
+    if isinstance(q, FSQQuantizer):
+        for levels in q.levels:
+            digit = (codes // place) % levels
+            parts.append((digit.double() - levels // 2) / (levels // 2))
+            place *= levels
+        out = q.fsq.project_out
+        vectors = torch.stack(parts, -1) @ out.weight.double().T + out.bias.double()
+    else:
+        books = q.rvq.codebooks.double()  # [stages, codes per stage, D]
+        vectors = torch.zeros(*codes.shape, books.shape[-1], dtype=torch.float64)
+        for s, size in enumerate(q.stage_codes):
+            vectors = vectors + books[s][(codes // place) % size]
+            place *= size
+    return vectors.permute(0, 3, 1, 2).float()
+
+
+def test_fsq_codes_are_the_hand_computed_grid_points() -> None:
+    """FSQ with levels (8, 8, 4): code c is the grid point ((c % 8 - 4) / 4, (c // 8 % 8 - 4) / 4,
+    (c // 64 - 2) / 2), K = 256 distinct points; lookup is that point through the output
+    projection; and encoding a latent whose projections sit far below, at, or far above 0
+    gives the lowest, middle (L // 2) or highest level of each coordinate."""
     q = FSQQuantizer(code_dim=4, levels=(8, 8, 4)).eval()
-    codes = torch.arange(256).view(1, 256)
-    points = q.fsq._indices_to_codes(codes)  # [1, 256, 3], each coordinate on its level grid in [-1, 1]
-    assert torch.unique(points[0], dim=0).shape[0] == 256
-    assert torch.equal(q.fsq.codes_to_indices(points).long(), codes)
-    torch.testing.assert_close(q._vectors(codes), q.fsq.project_out(points))
+    c = torch.arange(256)
+    grid = torch.stack([(c % 8 - 4) / 4, (c // 8 % 8 - 4) / 4, (c // 64 - 2) / 2], dim=-1)  # [256, 3]
+    assert torch.unique(grid, dim=0).shape[0] == 256
+    assert torch.equal(q.fsq._indices_to_codes(c.view(1, 256))[0].float(), grid)  # the library's grid is this one
+    out = q.fsq.project_out
+    with torch.no_grad():
+        expected = grid @ out.weight.T + out.bias  # [256, 4]
+    torch.testing.assert_close(q.lookup(c.view(1, 16, 16)), expected.view(1, 16, 16, 4).permute(0, 3, 1, 2))
+    with torch.no_grad():  # the input projection reads the first three channels as they are
+        q.fsq.project_in.weight.copy_(torch.eye(3, 4))
+        q.fsq.project_in.bias.zero_()
+    z = torch.tensor([[-10.0, 0.0, 10.0, 5.0], [10.0, -10.0, 0.0, -5.0], [0.0, 10.0, -10.0, 0.0]])  # 3 positions
+    codes = q.quantize(z.T.reshape(1, 4, 3, 1))[0, :, 0]
+    digits = [(0, 4, 3), (7, 0, 2), (4, 7, 0)]  # lowest 0, middle L // 2, highest L - 1 per coordinate
+    assert codes.tolist() == [a + 8 * b + 64 * d for a, b, d in digits]
 
 
 def initialised_rvq() -> ResidualQuantizer:
