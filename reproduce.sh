@@ -1,22 +1,45 @@
 #!/usr/bin/env bash
 # Reproduce the paper's results:  ./reproduce.sh mnist [--profile quick|paper|smoke] [more runner flags]
-#                                   (results/mnist: Table 3's systems; results/mnist-modern: FSQ, residual VQ)
+#                                   retrains Table 3's systems into results/mnist[-<profile>] and FSQ /
+#                                   residual VQ into results/mnist[-<profile>]-modern, then writes each
+#                                   folder's tables and reproduction.md (the new rows against the ones
+#                                   the folder held: the committed run, on a fresh clone)
+#                                 ./reproduce.sh smoke [flags]            (= mnist --profile smoke --no-inception)
 #                                 ./reproduce.sh toy                      (Figure 1, < 2 min on a CPU)
 #                                 ./reproduce.sh celeba --data-root DIR   (Figure 2 right, Tables 1-2; a GPU job)
 #                                 ./reproduce.sh test
+# Data: --data-root DIR or $HQA_DATA_ROOT (e.g. ../shared/data/mnist-5k); with neither, MNIST is
+# downloaded once by torchvision into ~/.cache/hqa-data (one line says so).
 set -euo pipefail
 cd "$(dirname "$0")"
 target="${1:-mnist}"
 shift || true
+
+mnist() {
+  # The profile and --out decide both folders: results/mnist (quick), results/mnist-paper, results/mnist-smoke.
+  local profile=quick out="" prev="" arg
+  for arg in "$@"; do
+    case "$prev" in --profile) profile="$arg" ;; --out) out="$arg" ;; esac
+    case "$arg" in --profile=*) profile="${arg#--profile=}" ;; --out=*) out="${arg#--out=}" ;; esac
+    prev="$arg"
+  done
+  if [ -z "$out" ]; then
+    out="results/mnist"
+    [ "$profile" = quick ] || out="results/mnist-$profile"
+    set -- "$@" --out "$out"
+  fi
+  # the paper's seven systems (Table 3), then FSQ and residual VQ beside HQA, VQ-VAE and k-means
+  python -m benchmarks.run --dataset mnist --systems paper --reproduce --download "$@"
+  python -m benchmarks.run --dataset mnist --systems modern --reproduce --download "$@" --out "$out-modern" \
+      --compare-with "$out:hqa,vqvae,kmeans"
+}
+
 case "$target" in
   mnist)
-    # the paper's seven systems (Table 3), then FSQ and residual VQ beside HQA, VQ-VAE and k-means
-    python -m benchmarks.run --dataset mnist --systems paper --out results/mnist "$@"
-    python -m benchmarks.run --dataset mnist --systems modern --out results/mnist-modern \
-        --compare-with results/mnist:hqa,vqvae,kmeans "$@"
+    mnist "$@"
     ;;
   smoke)
-    python -m benchmarks.run --dataset mnist --profile smoke --no-inception "$@"
+    mnist --profile smoke --no-inception "$@"
     ;;
   test)
     python -m pytest "$@"

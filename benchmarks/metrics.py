@@ -95,11 +95,15 @@ def image_metrics(
 
 
 def evaluate_system(
-    system: CompressionSystem, images: Tensor, labels: Tensor, spaces: list[FeatureSpace], seed: int
+    system: CompressionSystem, images: Tensor, labels: Tensor, spaces: list[FeatureSpace], seed: int,
+    report: Callable[[int, int], None] | None = None,
 ) -> list[Measurement]:
-    """Every metric at every layer of ``system`` on ``images`` (the evaluation split)."""
+    """Every metric at every layer of ``system`` on ``images`` (the evaluation split);
+    ``report(layer, layers)`` is told as each layer's evaluation starts (progress)."""
     out: list[Measurement] = []
     for layer, bits in enumerate(system.rates, start=1):
+        if report is not None:
+            report(layer, len(system.rates))
         x_hat, codes = reconstruct_all(system, images, layer, seed)
         row = partial(Measurement, layer, bits)
         out += [

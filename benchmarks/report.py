@@ -35,6 +35,7 @@ from .curves import IMPROVING_SHARE, curves_figure, improving_table  # noqa: E40
 from .figures import FigureData, write_figures  # noqa: E402
 from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
 from .registry import LABELS  # noqa: E402
+from .reproduction import write_reproduction  # noqa: E402
 from .store import CURVE_PREFIX, ResultStore  # noqa: E402
 
 # The paper's Table 3 (MNIST, 8 bits, 10 seeds, Inception rFID): (MSE, rFID, class. error %).
@@ -185,7 +186,8 @@ def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) 
     manifest = ResultStore(out).manifest()
     profile = get_profile(manifest.get("profile", "quick"))
     # Sweeps before the preprocessing was recorded zero-padded MNIST.
-    train, test = sweep_data(manifest.get("dataset", "mnist"), data_root, profile, preprocess=manifest.get("preprocess", "pad"))
+    data = sweep_data(manifest.get("dataset", "mnist"), data_root, profile, preprocess=manifest.get("preprocess", "pad"))
+    train, test = data.train, data.test
     space = None
     if bool((train.labels >= 0).all()):  # the sweep's cached classifier (trained only if missing)
         _, path = load_or_train_classifier(train, profile.classifier_epochs, cache=cache_dir)
@@ -255,6 +257,9 @@ def write_reports(
             print(f"no trained models in {out / 'models'}; the figures made from them are kept as they are", file=sys.stderr)
         figures_md = (out / "figures.md").read_text()
     write_readme(out, rows, manifest, header + table3.to_markdown(index=False), names, figures_md, improving)
+    reproduction = write_reproduction(out)
+    if reproduction is not None:
+        print(f"reproduction report: {reproduction}", file=sys.stderr)
 
 
 def _steps_run(manifest: dict) -> str:
@@ -318,13 +323,20 @@ def write_readme(
            "skips finished cells)" if len(runs) > 1 else "")
         + (f" ({last['note']})" if last.get("note") else ""),
         f"- Code version: `{manifest.get('code_version')}`",
+        "- Protocol: " + (f"models, classifiers and feature networks were fit on the training images, every training "
+                          f"choice and the learning curves use {manifest['validation']}, disjoint from the test "
+                          f"images; the tables measure the test images, looked at once, on seeds "
+                          f"0-{int(last.get('seeds', 1)) - 1}." if "validation" in manifest else
+                          "this run predates the validation split: its learning curves and several of its profile's "
+                          "choices were measured on test images (results/experiments/decisions.md)."),
         f"- {last.get('inception', '')}. rFID columns name their feature space; the paper's rFID is Inception-v3, so only the ordering, not the values, compares with ours when Inception is absent.",
         "",
         table3_md,
         "",
         f"![{names.figure_title}]({names.figure})",
         "",
-        "Every rate: [rates.md](rates.md). Per-cell rows: `rows/`. Trained models: `models/` (on the machine that ran the sweep; too large for git, so a clone regenerates the figures only after a run).",
+        "Every rate: [rates.md](rates.md). Against the run it retrained, where there was one: "
+        "[reproduction.md](reproduction.md). Per-cell rows: `rows/`. Trained models: `models/` (on the machine that ran the sweep; too large for git, so a clone regenerates the figures only after a run).",
         "",
         "## Time per system (training all layers, evaluating all rates)",
         "",
@@ -339,7 +351,8 @@ def write_readme(
             "",
             "![learning curves](curves.png)",
             "",
-            f"Held-out metrics on the first {manifest.get('curve_images', '?')} evaluation images, logged at evenly spaced "
+            f"Held-out metrics on the first {manifest.get('curve_images', '?')} "
+            f"{'validation' if 'validation' in manifest else 'evaluation (test)'} images, logged at evenly spaced "
             f"steps of every layer. A layer is marked *still improving* when its held-out error in its own target "
             f"space fell by more than {100 * IMPROVING_SHARE:.0f}% over the last quarter of its steps (mean over seeds). "
             f"Still improving at the last step: {summary}.",

@@ -6,6 +6,13 @@ Cells are (system, seed). Systems whose layer 1 is trained identically (same con
 for the target of higher layers; see ``HQA.adopt_bottom``) share one trained layer 1 per
 seed, so they run as one task. Tasks run in parallel with joblib; each finished cell's rows
 are written at once, each trained layer's model too, so a killed run resumes where it was.
+Models train on the training images, learning curves are drawn on the validation images,
+and the rows measure the test images (:mod:`benchmarks.datasets`).
+
+``--reproduce`` (what ``./reproduce.sh`` runs) retrains: the rows a folder holds from a
+finished run (such as the committed ones) become its ``reference/``, and the run ends with
+``reproduction.md``, the new rows against them (:mod:`benchmarks.reproduction`). Without
+it, finished cells are kept and skipped (adding a system or seeds to a sweep).
 """
 
 from __future__ import annotations
@@ -26,12 +33,13 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from hqa.allocator import keep_freed_memory
-from hqa.data import MNIST_PREPROCESSING, DataNotFoundError, ImageSet
+from hqa.data import DATA_ROOT_ENV, MNIST_PREPROCESSING, DataNotFoundError, ImageSet, resolve_root
 from hqa.system import CompressionSystem, resolve_device
 
 from .cluster import require_dask, dask_client, parse_local, run_tasks
 from .comparison import Comparison
 from .datasets import sweep_data
+from .progress import ProgressBoard, ProgressFile
 from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
 from .fidelity import FeatureSpace, classifier_space, feature_net_space, inception_space
 from .metrics import Measurement, evaluate_system, no_compression
@@ -39,7 +47,13 @@ from .profiles import PROFILES, Profile, get_profile
 from .registry import DATASETS, SYSTEM_SETS, SYSTEMS, build_system, parse_systems
 from .store import CURVE_PREFIX, Lease, ResultStore, code_version
 
-DEFAULT_OUT = "results/{dataset}"
+# Every profile has its own folder: results/mnist (quick), results/mnist-paper, results/mnist-smoke.
+DEFAULT_PROFILE = "quick"
+
+
+def default_out(dataset: str, profile: str) -> str:
+    """The results folder of a sweep of ``dataset`` under ``profile``."""
+    return f"results/{dataset}" if profile == DEFAULT_PROFILE else f"results/{dataset}-{profile}"
 
 
 @dataclass(frozen=True)
@@ -51,14 +65,14 @@ class Context:
     profile: Profile
     train: ImageSet
     test: ImageSet
-    curve_images: torch.Tensor  # [M, C, H, W]: the fixed test slice of the learning curves
+    curve_images: torch.Tensor  # [M, C, H, W]: the fixed validation images of the learning curves
     classifier_path: str | None  # None: the dataset has no labels, so no classifier space
     feature_net_path: str | None  # the independent rFID network (None where there are no labels)
     inception_weights: str | None
     reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
     device: str
     threads: int | None  # torch threads per task; None: the worker's own default (a remote cluster)
-    progress: bool
+    progress: bool  # workers report to the main process's progress board
     compile: bool
     mixed_precision: bool
     manifest: dict[str, Any]
@@ -72,13 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--systems", default="all",
                    help=f"comma-separated names, a set ({', '.join(SYSTEM_SETS)}) or 'all' (known: {', '.join(SYSTEMS)})")
     p.add_argument("--dataset", default="mnist", help=f"dataset preset (known: {', '.join(DATASETS)})")
-    p.add_argument("--profile", default="quick", help=f"run profile (known: {', '.join(PROFILES)}); default quick")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help=f"run profile (known: {', '.join(PROFILES)}); default quick")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds 0..N-1 (default: the profile's)")
     p.add_argument("--data-root", default=None, help="torchvision data root (default: $HQA_DATA_ROOT)")
-    p.add_argument("--download", action="store_true", help="allow torchvision to download the dataset")
+    p.add_argument("--download", action="store_true",
+                   help="where no data root is given and MNIST is not in the default folder, download it there with torchvision")
     p.add_argument("--mnist-preprocess", default="resize", choices=MNIST_PREPROCESSING,
                    help="MNIST 28 -> 32: 'resize' (bilinear, as the paper's reference code; default) or 'pad' (zeros)")
-    p.add_argument("--out", default=None, help="output folder (default: results/<dataset>)")
+    p.add_argument("--out", default=None, help="output folder (default: results/<dataset> for quick, results/<dataset>-<profile> otherwise)")
+    p.add_argument("--reproduce", action="store_true",
+                   help="retrain: the rows of a finished run in --out become its reference/ (an interrupted run of its own "
+                        "resumes), and the run ends with reproduction.md comparing the new rows with them")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="parallel (system, seed) tasks (joblib); CPU threads are split between them; default min(2, cores)")
     p.add_argument("--device", default="auto", help="'auto' (CUDA when present), 'cpu' or 'cuda'")
@@ -132,7 +150,8 @@ def _load_or_build(name: str, seed: int, ctx: Context, store: ResultStore) -> Co
     return model
 
 
-def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: ResultStore) -> CompressionSystem:
+def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: ResultStore,
+              board: ProgressFile | None = None) -> CompressionSystem:
     model = _load_or_build(name, seed, ctx, store)
     if model.trained_layers == 0 and hasattr(model, "adopt_bottom"):
         for sibling in group:
@@ -148,9 +167,9 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
     epochs = ctx.profile.epochs(len(ctx.train), model.num_layers, independent=model.independent_rates)
     batches = ctx.profile.layer_batches(model.num_layers, independent=model.independent_rates)
     for k in range(model.trained_layers + 1, model.num_layers + 1):
-        model.fit(ctx.train.images, epochs, batches, seed, ctx.device, layers=k, progress=ctx.progress,
+        model.fit(ctx.train.images, epochs, batches, seed, ctx.device, layers=k, progress=False,
                   compile=ctx.compile, mixed_precision=ctx.mixed_precision, heldout=ctx.curve_images,
-                  curve_points=ctx.profile.curve_points)
+                  curve_points=ctx.profile.curve_points, report=None if board is None else board.training)
         model.save(store.model_path(name, seed))
     return model.use_compile(ctx.compile)  # evaluation too (a loaded model starts eager)
 
@@ -196,20 +215,29 @@ def run_group(group: list[str], seed: int, ctx: Context) -> list[str]:
         if lease is not None:
             break
         time.sleep(LEASE_POLL_SECONDS)
-    with store.kept(lease):
-        return _train_and_evaluate(group, seed, ctx, store, lease)
+    board = ProgressFile(ctx.out, key) if ctx.progress else None
+    try:
+        with store.kept(lease):
+            return _train_and_evaluate(group, seed, ctx, store, lease, board)
+    finally:
+        if board is not None:
+            board.close()
 
 
-def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: ResultStore, lease: Lease) -> list[str]:
+def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: ResultStore, lease: Lease,
+                        board: ProgressFile | None = None) -> list[str]:
     if code_version() != ctx.manifest["code_version"]:
         raise RuntimeError(f"this worker ({socket.gethostname()}) runs code version {code_version()}, the sweep "
                            f"{ctx.manifest['code_version']}: start every worker from the same checkout")
     todo = [n for n in group if not store.has_cell(n, seed)]
     spaces = _spaces(ctx)
     for name in todo:
-        model = _fit_cell(name, seed, group, ctx, store)
+        if board is not None:
+            board.cell = f"{name} seed {seed}"
+        model = _fit_cell(name, seed, group, ctx, store, board)
         start = time.perf_counter()
-        measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed)
+        measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed,
+                                       report=None if board is None else board.evaluating)
         eval_seconds = time.perf_counter() - start
         rows = cell_rows({"system": name, "seed": seed, **row_context(ctx.manifest)}, model, measurements, eval_seconds)
         if not store.holds(lease):  # taken over meanwhile (see benchmarks.store): its new holder writes the rows
@@ -260,6 +288,19 @@ def row_context(m: dict[str, Any]) -> dict[str, Any]:
             "code_version": m["code_version"], "host": socket.gethostname()}
 
 
+def announce_download(dataset: str, root: str | None) -> bool:
+    """Whether to let torchvision download ``dataset``: only MNIST, only where no data root is
+    given (flag or $HQA_DATA_ROOT), and only when it is not already in the default folder,
+    announced in one line."""
+    if dataset != "mnist" or root is not None or os.environ.get(DATA_ROOT_ENV):
+        return False
+    folder = resolve_root(None)
+    if (folder / "MNIST" / "raw").is_dir():
+        return False
+    print(f"no data root given: downloading MNIST with torchvision into {folder}", file=sys.stderr)
+    return True
+
+
 def machine_description() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{platform.machine()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}"
@@ -286,12 +327,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if on_dask:
             require_dask()
         device = str(resolve_device(args.device))
-        out = Path(args.out or DEFAULT_OUT.format(dataset=args.dataset)).resolve()  # workers may run elsewhere
+        out = Path(args.out or default_out(args.dataset, profile.name)).resolve()  # workers may run elsewhere
         comparison = Comparison.parse(args.compare_with, out, SYSTEMS) if args.compare_with is not None else None
-        train, test = sweep_data(args.dataset, args.data_root, profile, args.download, args.mnist_preprocess)
+        download = args.download and announce_download(args.dataset, args.data_root)
+        data = sweep_data(args.dataset, args.data_root, profile, download, args.mnist_preprocess)
     except (ValueError, DataNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    train, test = data.train, data.test
 
     manifest = {
         "profile": profile.name,
@@ -304,16 +347,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": profile.batch_size if isinstance(profile.batch_size, int) else list(profile.batch_size),
         "curve_images": profile.curve_images,
         "preprocess": args.mnist_preprocess if args.dataset == "mnist" else "centre crop 148, resize 64",
+        "validation": f"{len(data.validation)} images from the {data.fingerprints['validation'].split(':')[0]} split",
+        "images": data.fingerprints,  # which images train, validate and test (benchmarks.datasets.fingerprint)
+        "data": train.source,
     }
+    compile = profile.compile if args.compile is None else args.compile
+    auto_mixed = device.startswith("cuda") and torch.cuda.is_bf16_supported()  # bfloat16 needs Ampere or later
+    mixed = auto_mixed if args.mixed_precision is None else args.mixed_precision
+    # Recorded, not identifying: a folder trained on a GPU may be evaluated or resumed on a CPU.
+    recorded = {"compiled": compile, "mixed_precision": mixed, "device": device}
     store = ResultStore(out)
     try:
-        note = store.claim(manifest)
+        kept = store.keep_reference() if args.reproduce else None
+        note = store.claim(manifest, recorded)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    store.begin()
 
-    if note:
-        print(note, file=sys.stderr)
+    for line in (kept, note):
+        if line:
+            print(line, file=sys.stderr)
     if comparison is not None:
         comparison.save(out)
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
@@ -338,13 +392,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(inception_note, file=sys.stderr)
     # CPU threads split between the local worker processes; a remote cluster's workers keep their own
     threads = None if args.scheduler else max(1, (os.cpu_count() or 1) // workers) if device == "cpu" else 1
-    compile = profile.compile if args.compile is None else args.compile
-    auto_mixed = device.startswith("cuda") and torch.cuda.is_bf16_supported()  # bfloat16 needs Ampere or later
-    mixed = auto_mixed if args.mixed_precision is None else args.mixed_precision
-    ctx = Context(str(out), args.dataset, profile, train, test, test.images[: profile.curve_images], classifier_path, feature_net_path,
-                  args.inception_weights,
-                  {s.name: s.reference_stats for s in spaces}, device, threads, workers == 1 and args.scheduler is None,
-                  compile, mixed, manifest)
+    ctx = Context(str(out), args.dataset, profile, train, test, data.validation.images[: profile.curve_images],
+                  classifier_path, feature_net_path, args.inception_weights,
+                  {s.name: s.reference_stats for s in spaces}, device, threads, True, compile, mixed, manifest)
 
     nc_path = store.rows_dir / "no-compression.csv"
     if not nc_path.exists():
@@ -361,23 +411,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = [(g, s) for g, s in tasks if not all(store.has_cell(n, s) for n in g)]
     skipped = len(names) * seeds - sum(len(g) for g, _ in tasks)
     if skipped:
-        print(f"{skipped} finished (system, seed) cells found in {out}; skipping them", file=sys.stderr)
-    desc = f"{profile.name} sweep"
-    if on_dask:
-        gpu = device.startswith("cuda")
-        try:
-            with dask_client(args.cluster, args.scheduler, gpu) as client:
-                for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu), total=len(tasks), desc=desc):
+        print(f"{skipped} finished (system, seed) cells of this run found in {out}: keeping them, training the "
+              f"other {len(names) * seeds - skipped}" + ("" if args.reproduce else " (--reproduce retrains all)"),
+              file=sys.stderr)
+    desc = f"{profile.name} sweep: tasks done"
+    with ProgressBoard(out):
+        if on_dask:
+            gpu = device.startswith("cuda")
+            try:
+                with dask_client(args.cluster, args.scheduler, gpu) as client:
+                    for _ in tqdm(run_tasks(client, run_group, tasks, ctx, gpu), total=len(tasks), desc=desc, position=0):
+                        pass
+            except (RuntimeError, OSError) as exc:  # a lost task, a worker of another checkout, no scheduler
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+        else:
+            results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
+                delayed(run_group)(g, s, ctx) for g, s in tasks
+            )
+            try:
+                for _ in tqdm(results, total=len(tasks), desc=desc, position=0):
                     pass
-        except (RuntimeError, OSError) as exc:  # a lost task, a worker of another checkout, no scheduler
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    else:
-        results = Parallel(n_jobs=args.jobs, return_as="generator_unordered")(
-            delayed(run_group)(g, s, ctx) for g, s in tasks
-        )
-        for _ in tqdm(results, total=len(tasks), desc=desc):
-            pass
+            except RuntimeError as exc:  # a worker of another code version (the checkout changed mid-run)
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+    if all(store.has_cell(n, s) for n in names for s in range(seeds)):
+        store.finish()  # a later --reproduce treats these rows as a finished run
 
     wall = time.time() - started
     log = {

@@ -2,7 +2,10 @@
 
 Layout of an output folder::
 
-    run.json                  what the rows were made with (profile, dataset, code version)
+    run.json                  what the rows were made with (profile, dataset, code version, which
+                              images), and under "recorded" how the last invocation ran
+    in-progress.json          present while a run is unfinished (so --reproduce resumes it)
+    reference/                a finished run's rows kept by --reproduce before retraining
     rows/<system>-seed<k>.csv one row per (system, seed, layer, metric[, feature space]), and
                               per (system, seed, layer, step, curve metric) of the learning curves
     rows/no-compression.csv   the "No Compression" row
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -46,17 +50,21 @@ ROW_COLUMNS = [
     "host",  # the machine whose worker trained and evaluated the cell
 ]
 # Manifest keys that follow from a profile's definition in the code (not from the command).
-PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "curve_images")
+PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "curve_images", "validation", "images", "data")
+# run.json's record of how the last invocation ran; never compared (train on a GPU, evaluate on a CPU).
+RECORDED = "recorded"
+IN_PROGRESS = "in-progress.json"
+REFERENCE_DIR = "reference"
 # Manifest keys added later, with the value every older folder was made with.
 OLD_DEFAULTS = {"preprocess": "pad"}
 # Rows of learning curves: metric "curve_<name>" at "step" (other rows: step 0, the trained model).
 CURVE_PREFIX = "curve_"
 _PACKAGES = ("hqa", "baselines", "benchmarks")
-# Modules that write reports, figures, timings or the toy, or that orchestrate the sweep
-# (run.py, and datasets.py: the data loading moved out of run.py unchanged; its subsets are
-# recorded in each run's manifest), not the numbers of a row.
-_NOT_RESULTS = {"report.py", "speed.py", "run.py", "store.py", "__init__.py", "figures.py", "curves.py", "toy.py",
-                "datasets.py", "cluster.py", "comparison.py"}
+# Modules that write reports, figures, timings or the toy, or that orchestrate the sweep, not
+# the numbers of a row. run.py (which images are evaluated, how cells are trained) and
+# datasets.py (the subsets) do decide the numbers, so they are hashed.
+_NOT_RESULTS = {"report.py", "speed.py", "store.py", "__init__.py", "figures.py", "curves.py", "toy.py",
+                "cluster.py", "comparison.py", "progress.py", "reproduction.py"}
 
 
 def code_version(root: Path | None = None) -> str:
@@ -134,16 +142,19 @@ class ResultStore:
         self.models_dir = self.root / "models"
 
     # ---- the manifest ----
-    def claim(self, manifest: dict[str, Any]) -> str | None:
+    def claim(self, manifest: dict[str, Any], recorded: dict[str, Any] | None = None) -> str | None:
         """Record what this folder's rows are made with, or refuse a folder made otherwise.
 
         Rows of an older code version (the same run otherwise) can never be resumed, so they
         are moved aside to ``stale-<version>/`` (rows, models, run log), not mixed and not
         deleted; the returned note says so. Raises ValueError naming the differing keys when
-        ``manifest`` disagrees with the folder's ``run.json`` in anything else.
+        ``manifest`` disagrees with the folder's ``run.json`` in anything else. ``recorded`` (how
+        this invocation runs: device, precision, compiled kernels) is written under
+        ``"recorded"`` and never compared.
         """
         path = self.root / "run.json"
         note = None
+        stored = {**manifest, **({RECORDED: recorded} if recorded is not None else {})}
         if path.exists():
             try:
                 old = json.loads(path.read_text())
@@ -151,6 +162,8 @@ class ResultStore:
                 raise ValueError(f"{path} is corrupt; remove it or choose another --out") from None
             diff = sorted(k for k in manifest if old.get(k, OLD_DEFAULTS.get(k)) != manifest[k])
             if not diff:
+                if recorded is not None and old.get(RECORDED) != recorded:
+                    atomic_write_text(path, json.dumps(stored, indent=2) + "\n")
                 return None
             # A new code version may redefine the same-named profile (its steps, batches):
             # those rows are stale too. Anything else (profile, dataset, data) is another run.
@@ -159,8 +172,35 @@ class ResultStore:
                 detail = ", ".join(f"{k}: {old.get(k)!r} here, {manifest[k]!r} now" for k in diff)
                 raise ValueError(f"{self.root} holds rows of another run ({detail}); choose another --out")
             note = self._set_aside(str(old.get("code_version")))
-        atomic_write_text(path, json.dumps(manifest, indent=2) + "\n")
+        atomic_write_text(path, json.dumps(stored, indent=2) + "\n")
         return note
+
+    def begin(self) -> None:
+        """Mark this folder's run unfinished (until :meth:`finish`)."""
+        if not (self.root / IN_PROGRESS).exists():
+            atomic_write_text(self.root / IN_PROGRESS, json.dumps({"host": socket.gethostname(), "started": time.time()}))
+
+    def finish(self) -> None:
+        """Mark this folder's run finished: every cell asked for has its rows."""
+        (self.root / IN_PROGRESS).unlink(missing_ok=True)
+
+    def keep_reference(self) -> str | None:
+        """Before a run that retrains (``--reproduce``): the rows of a finished run in this
+        folder (the committed ones, or the last finished run here) become ``reference/``,
+        replacing an older one, so the new run trains every cell and is compared with them.
+        An unfinished run of this folder's own (``in-progress.json``) is kept, to resume.
+        Returns a line saying what was done, or None."""
+        if (self.root / IN_PROGRESS).exists() or not any(self.rows_dir.glob("*.csv")):
+            return None
+        dest = self.root / REFERENCE_DIR
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for name in ("rows", "models", "run.json", "runs.jsonl"):
+            if (self.root / name).exists():
+                os.replace(self.root / name, dest / name)
+        return (f"{self.root} held the rows of a finished run: kept them as {dest} to compare with, "
+                "and retraining every cell")
 
     def _set_aside(self, version: str) -> str:
         """Move the rows, models and run log of code version ``version`` to a new

@@ -78,6 +78,8 @@ class FitRun:
     autocast_dtype: torch.dtype | None = None
     heldout: Tensor | None = None
     curve_points: int = 0
+    # (what is training, e.g. "HQA layer 2/5", steps done, steps in all): progress for another process
+    report: Callable[[str, int, int], None] | None = None
 
 
 def layer_seed(seed: int, layer: int) -> int:
@@ -216,6 +218,7 @@ class CompressionSystem(nn.Module):
         mixed_precision: bool = False,
         heldout: Tensor | None = None,
         curve_points: int = 16,
+        report: Callable[[str, int, int], None] | None = None,
     ) -> "CompressionSystem":
         """Train layers bottom first; layers already trained (e.g. loaded) are kept.
 
@@ -231,8 +234,9 @@ class CompressionSystem(nn.Module):
         its peak memory). ``mixed_precision=True`` trains under
         bfloat16 autocast (for GPUs: convolutions in bfloat16, which needs no loss scaling;
         the quantizer stays float32). Evaluation is always float32. ``heldout``: images
-        [M, C, H, W] (e.g. a fixed slice of the test set) measured at ``curve_points`` steps
-        of each layer; the curve is in ``fit_log[i]["curve"]``.
+        [M, C, H, W] (e.g. a fixed slice of the validation images) measured at ``curve_points``
+        steps of each layer; the curve is in ``fit_log[i]["curve"]``. ``report(what, step, steps)``
+        is told every few steps which layer trains and how far it is (the sweep's progress board).
         """
         check_images(images, self.config.channels, self.config.image_size)
         if heldout is not None:
@@ -250,7 +254,8 @@ class CompressionSystem(nn.Module):
         if pays and dev.type == "cpu":
             keep_freed_memory()  # large per-step tensors reused, not page-faulted in again (hqa.allocator)
         run = FitRun(
-            tuple(batches), seed, dev, progress, torch.bfloat16 if mixed_precision else None, heldout, curve_points
+            tuple(batches), seed, dev, progress, torch.bfloat16 if mixed_precision else None, heldout, curve_points,
+            report,
         )
         for k in todo:
             start = time.perf_counter()
@@ -312,6 +317,8 @@ class CompressionSystem(nn.Module):
         batch_size = run.batch_sizes[k - 1]
         steps = steps_for(epochs, len(data), batch_size)
         heldout = run.heldout
+        desc = f"{self.kind} layer {k}/{self.num_layers}"
+        report = None if run.report is None else (lambda step, total: run.report(desc, step, total))
         diag = train_stage(
             unit,
             step_loss,
@@ -321,8 +328,9 @@ class CompressionSystem(nn.Module):
             generator,
             quantizer=unit.quantizer,
             code_reset=self.config.code_reset,
-            desc=f"{self.kind} layer {k}/{self.num_layers}",
+            desc=desc,
             progress=run.progress,
+            report=report,
             autocast_dtype=run.autocast_dtype,
             monitor=None if heldout is None else lambda: self._heldout_metrics(k, heldout),
             monitor_points=run.curve_points,

@@ -22,6 +22,8 @@ from .quantize import Quantizer
 StepLoss = Callable[[Tensor, float, torch.Generator], tuple[Tensor, dict[str, Tensor]]]
 # () -> held-out metrics of the module as it is now (called in eval mode, see train_stage)
 Monitor = Callable[[], dict[str, float]]
+# Steps between two calls of train_stage's ``report`` (a call costs a clock read, not a host sync).
+REPORT_EVERY = 10
 
 # Latents per code in the data-dependent initialisation batch: the batch holds at least
 # INIT_LATENTS_PER_CODE * K latent positions (and at least one training batch), so that even a
@@ -107,6 +109,7 @@ def train_stage(
     monitor: Monitor | None = None,
     monitor_points: int = 0,
     init_size: int | None = None,
+    report: Callable[[int, int], None] | None = None,
 ) -> dict[str, object]:
     """Train ``module``'s parameters on ``data`` [N, ...] for ``schedule.steps`` steps.
 
@@ -122,6 +125,8 @@ def train_stage(
     precision: convolutions in that dtype; the quantizer keeps float32, see
     :meth:`Quantizer.forward`). ``monitor`` is called, with the module in eval mode, at
     ``monitor_points`` evenly spaced steps (the last included): the learning curve.
+    ``report(step, steps)`` is told the steps done every ``REPORT_EVERY`` steps and at the end
+    (for progress shown by another process, e.g. the sweep's board; it must be cheap).
 
     Returns the last logged diagnostics, ``codes_moved`` and ``curve``: one dict per
     monitored step with ``step`` (1-based), ``train_loss`` (mean over the steps since the
@@ -166,6 +171,8 @@ def train_stage(
             else:
                 quantizer.usage.zero_()
         bar.update(1)
+        if report is not None and ((step + 1) % REPORT_EVERY == 0 or step == schedule.steps - 1):
+            report(step + 1, schedule.steps)
         if step % 50 == 0 or step == schedule.steps - 1:  # host syncs: logging and the curve only
             logged = {"loss": loss.item(), **{k: v.item() for k, v in diag.items()}}
             bar.set_postfix({k: f"{v:.4g}" for k, v in logged.items()}, refresh=False)

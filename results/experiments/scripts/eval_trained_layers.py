@@ -44,7 +44,8 @@ def main(folder: str, name: str, seed: int) -> None:
     if code_version() != manifest["code_version"]:
         raise SystemExit(f"this checkout is code version {code_version()}, the sweep {manifest['code_version']}")
     profile = get_profile(manifest["profile"])
-    train, test = sweep_data(manifest["dataset"], None, profile)
+    data = sweep_data(manifest["dataset"], None, profile)
+    train, test = data.train, data.test
     _, cls = load_or_train_classifier(train, profile.classifier_epochs)
     _, net = load_or_train_classifier(train, profile.classifier_epochs, FEATURE_NET_SEED, arch=FEATURE_NET_ARCH)
     spaces = [classifier_space(str(cls), test.images), feature_net_space(str(net), test.images)]
