@@ -91,7 +91,10 @@ def load_mnist(
                 "or allow downloading with --download"
             ) from None
         except OSError as exc:  # download attempted without a network
-            raise DataNotFoundError(f"MNIST could not be downloaded to {base}: {exc}") from None
+            raise DataNotFoundError(
+                f"MNIST is not under {base} and could not be downloaded there ({exc}); offline, pass --data-root DIR "
+                f"or set {DATA_ROOT_ENV}=DIR to a torchvision MNIST root"
+            ) from None
         split = "train" if train else "test"
         source = f"mnist {split}, {len(ds)} images, {'resized' if preprocess == 'resize' else 'zero-padded'} to {size}x{size}"
         sets.append(ImageSet(_to_size(ds.data, size, preprocess), ds.targets.long(), source))

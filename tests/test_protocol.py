@@ -120,3 +120,35 @@ def test_the_code_version_covers_the_runner_and_the_subsets(tmp_path: Path) -> N
         path.write_bytes(original + b"\n# changed\n")
         assert (code_version(tmp_path) != base) == covered, name
         path.write_bytes(original)
+
+
+def test_download_is_announced_only_without_a_data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    from benchmarks.run import announce_download
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("HQA_DATA_ROOT", raising=False)
+    assert announce_download("mnist", None) is True
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "downloading MNIST" in err[0] and str(tmp_path) in err[0]
+    assert announce_download("mnist", str(tmp_path)) is False  # a root given: never download
+    assert announce_download("celeba", None) is False
+    (tmp_path / ".cache" / "hqa-data" / "MNIST" / "raw").mkdir(parents=True)
+    assert announce_download("mnist", None) is False  # already there
+    monkeypatch.setenv("HQA_DATA_ROOT", str(tmp_path / "elsewhere"))
+    assert announce_download("mnist", None) is False
+
+
+def test_an_offline_download_fails_with_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    import torchvision.datasets
+
+    from hqa.data import DataNotFoundError, load_mnist
+
+    def offline(root: str, train: bool, download: bool):  # torchvision's MNIST without a network
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    with pytest.raises(DataNotFoundError, match="could not be downloaded.*--data-root"):
+        load_mnist(tmp_path, download=True)

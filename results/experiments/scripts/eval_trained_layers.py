@@ -6,7 +6,7 @@ those, with the sweep's own measures, classifier and feature network (the cached
 folder's profile), and writes the cell's rows as the runner would, for layers 1..trained only:
 
     HQA_DATA_ROOT=../shared/data/mnist-5k PYTHONPATH=. python results/experiments/scripts/eval_trained_layers.py \
-        results/mnist-paper-gpu vqvae 0
+        results/mnist-paper vqvae 0
 
 Rows go to FOLDER/rows/SYSTEM-seedSEED.csv; the model is read from FOLDER/models/.
 """

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 24's validation reruns, two processes at a time, one JSON line each in
+# results/experiments/issue24-validation.jsonl (models kept in $MODELS for the top-layer reruns).
+#   HQA_DATA_ROOT=../shared/data/mnist-5k bash results/experiments/scripts/issue24_validation.sh
+set -uo pipefail
+cd "$(dirname "$0")/../../.."
+export PYTHONPATH=. OMP_NUM_THREADS=1
+MODELS="${MODELS:-/tmp/val}"; mkdir -p "$MODELS"
+OUT=results/experiments/issue24-validation.jsonl
+run() { python results/experiments/issue24-validation.py "$@" >> "$OUT" 2>> "$MODELS/log.txt"; }
+pair() { run "${@:1:$(($# / 2))}" & run "${@:$(($# / 2 + 1))}"; wait; }
+# HQA's temperature start: the reference's 0.667 against the profile's 3.0, seeds 100-101
+for s in 100 101; do
+  pair full hqa $s temp_start=0.667 save=$MODELS/hqa-t0.667-s$s.pt  full hqa $s temp_start=3.0 save=$MODELS/hqa-t3-s$s.pt
+done
+# the top layer's steps: 2,028 (session 7's) against the profile's 6,006, on the 3.0 stacks
+pair top $MODELS/hqa-t3-s100.pt 100 top_steps=2028  top $MODELS/hqa-t3-s101.pt 101 top_steps=2028
+# HAMs + GS and HAMs + GS + MSE on the same terms as HQA: both starts, seeds 100-101
+for sys in hams-gs hams-gs-mse; do
+  for s in 100 101; do
+    pair full $sys $s temp_start=0.667  full $sys $s temp_start=3.0
+  done
+done
