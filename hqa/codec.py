@@ -59,6 +59,7 @@ from .priors import (
     ProgressivePrior,
     UniformPrior,
     check_hierarchy,
+    coding_threads,
     load_prior,
     model_hash,
 )
@@ -270,13 +271,14 @@ def compress_codes(model: CompressionSystem, prior: Prior | None, codes: dict[in
     _check_prior(model, prior, mhash)
     encoder = constriction.stream.queue.RangeEncoder()
     through: dict[int, int] = {}
-    for k in layers:
-        if isinstance(prior, ProgressivePrior) and k != layers[0]:
-            _encode_refinement(encoder, codes[k], codes[k + 1], prior, model, k)
-        else:
-            top = prior.top_prior(model) if isinstance(prior, ProgressivePrior) else _grid_prior(model, prior, k)
-            _encode_grid(encoder, codes[k], top)
-        through[k] = int(encoder.num_bits())
+    with coding_threads():  # thread-count-independent float nets
+        for k in layers:
+            if isinstance(prior, ProgressivePrior) and k != layers[0]:
+                _encode_refinement(encoder, codes[k], codes[k + 1], prior, model, k)
+            else:
+                top = prior.top_prior(model) if isinstance(prior, ProgressivePrior) else _grid_prior(model, prior, k)
+                _encode_grid(encoder, codes[k], top)
+            through[k] = int(encoder.num_bits())
     payload = encoder.get_compressed().astype("<u4").tobytes()
     size, k_codes = model.config.latent_size(layer), model.config.codes(layer)
     kind = "uniform" if prior is None else prior.kind
@@ -346,12 +348,13 @@ def decompress_layers(model: CompressionSystem, prior: Prior | None, data: bytes
     decoder = constriction.stream.queue.RangeDecoder(words)
     out: dict[int, Tensor] = {}
     try:
-        for j in layers:
-            if isinstance(prior, ProgressivePrior) and j != layers[0]:
-                out[j] = _decode_refinement(decoder, out[j + 1], prior, model, j)
-            else:
-                top = prior.top_prior(model) if isinstance(prior, ProgressivePrior) else _grid_prior(model, prior, j)
-                out[j] = _decode_grid(decoder, head.images, top)
+        with coding_threads():  # as on the encoder's side
+            for j in layers:
+                if isinstance(prior, ProgressivePrior) and j != layers[0]:
+                    out[j] = _decode_refinement(decoder, out[j + 1], prior, model, j)
+                else:
+                    top = prior.top_prior(model) if isinstance(prior, ProgressivePrior) else _grid_prior(model, prior, j)
+                    out[j] = _decode_grid(decoder, head.images, top)
     except (ValueError, RuntimeError, AssertionError) as exc:  # constriction's errors on a bad stream
         raise CodecError(f"corrupt payload: it does not decode ({exc})") from None
     return out

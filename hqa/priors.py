@@ -17,11 +17,13 @@ What is reproducible where: ``uniform`` and ``factorized`` frequencies are integ
 the prior (factorized) or exact (uniform): identical on every machine. ``context`` and
 ``progressive`` run a float32 net on the CPU: the same CPU, torch build and inputs give
 bit-identical logits, hence identical frequencies (both sides run the very same computation:
-same tensors, same shapes, see :meth:`ContextPrior.frequencies`). Across CPUs (another SIMD
+same tensors, same shapes, one thread: see :meth:`ContextPrior.frequencies` and
+:func:`coding_threads`). Across CPUs (another SIMD
 path) or torch builds the float logits may differ in the last bits; the quantisation to
 integers hides most such differences but not one that straddles a rounding boundary of
 ``floor``, so a file is only guaranteed to decode on the machine type and torch build that
-wrote it. Thread counts: tested equal between 1 and 2 threads here (tests), not guaranteed.
+wrote it. The caller's thread count does not matter: the codec computes frequencies on one
+thread (:func:`coding_threads`); tests decode on 1 thread a file written on 2.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import hashlib
 import json
 import math
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -66,14 +69,32 @@ def quantize_probabilities(probs: Tensor) -> Tensor:
     k = p.shape[-1]
     if not 2 <= k <= TOTAL // 4:
         raise PriorError(f"cannot quantise a distribution over {k} codes at precision {PRECISION}")
-    freq = 1 + torch.floor(p.clamp(0.0, 1.0) * (TOTAL - k)).long()
+    freq = p.clamp(0.0, 1.0).mul_(TOTAL - k).long().add_(1)  # .long() truncates: floor, for p >= 0
     short = TOTAL - freq.sum(-1, keepdim=True)
     return freq.scatter_add_(-1, freq.argmax(-1, keepdim=True), short)
 
 
 def frequencies_from_logits(logits: Tensor) -> Tensor:
     """Logits [..., K] -> integer frequencies [..., K] (softmax in float64, then quantised)."""
-    return quantize_probabilities(torch.softmax(logits.double(), dim=-1))
+    return quantize_probabilities(torch.softmax(logits, dim=-1, dtype=torch.float64))
+
+
+@contextmanager
+def coding_threads() -> Iterator[None]:
+    """Run the block with one intra-op thread, then restore the caller's count.
+
+    The codec computes every frequency inside this, on both sides, so the float nets' results
+    do not depend on ``torch.set_num_threads`` (GEMM reductions may be split differently on
+    other thread counts); one thread is also the fastest for these small per-position ops on
+    a busy machine. ``torch.set_num_threads`` is process-wide: another Python thread running
+    torch meanwhile runs single-threaded too.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def digest(kind: str, meta: dict[str, Any], tensors: dict[str, Tensor]) -> str:
@@ -275,10 +296,10 @@ class ContextNet(nn.Module):
     masked anyway) -> ReLU -> residual 1x1 convs -> 1x1 head -> K logits + position bias.
     Only the first conv is spatial, so the logits at (r, c) are a function of the window
     ``padded[r : r + R + 1, c : c + 2R + 1]`` of the grid padded with K (R = kernel // 2) alone.
-    :meth:`forward` (training) runs the convs over whole grids; :meth:`window_logits` (coding)
-    computes the same function for one position of many grids: the first layer, linear in the
-    one-hot codes, as a sum of looked-up rows of per-tap tables (embedding x tap weights),
-    added tap by tap in a fixed order, then the 1x1 layers as matrix products.
+    :meth:`forward` (training) runs the masked conv over whole grids. :meth:`window_logits`
+    (coding) computes the same function for one position of many grids: the first layer, linear
+    in the one-hot codes, as a sum (``embedding_bag``) of looked-up rows of per-tap tables
+    (embedding x tap weights), then the 1x1 layers as matrix products.
     """
 
     def __init__(self, codes: int, height: int, width: int, config: ContextConfig) -> None:
@@ -298,7 +319,7 @@ class ContextNet(nn.Module):
         self._tables: Tensor | None = None
 
     @property
-    def taps(self) -> list[int]:
+    def taps(self) -> list[int]:  # 24 at kernel 7
         """Flat indices (row * (2R + 1) + col) of the window cells the masked conv reads."""
         return [int(i) for i in torch.nonzero(self.mask.reshape(-1)).flatten()]
 
@@ -307,34 +328,41 @@ class ContextNet(nn.Module):
         r = self.radius
         return F.pad(codes.long(), (r, r, r, 0), value=self.codes)
 
-    def forward(self, codes: Tensor) -> Tensor:
-        """Training form: codes [B, h, w] -> logits [B, K, h, w] for every position."""
-        x = self.embed(self.pad(codes)).permute(0, 3, 1, 2)
-        h = torch.relu(F.conv2d(x, self.conv.weight * self.mask, self.conv.bias))
-        for block in self.blocks:
-            h = h + block(torch.relu(h))
-        return self.head(torch.relu(h)) + self.position_bias
-
-    def tables(self) -> Tensor:
+    def _tap_tables(self) -> Tensor:
         """Per-tap first-layer tables [taps, K + 1, hidden]: embedding rows times the tap's
-        weights (row K, the unknown/outside code, is zero). Computed once; the net is frozen."""
+        weights (row K, the unknown/outside code, is zero). Differentiable."""
+        w = (self.conv.weight * self.mask).flatten(2)[:, :, self.taps]  # [H, E, taps]
+        return torch.einsum("ke,het->tkh", self.embed.weight, w)
+
+    def _head(self, h: Tensor) -> Tensor:
+        """First-layer pre-activations [..., hidden] -> logits [..., K] (the 1x1 layers)."""
+        h = torch.relu(h)
+        for block in self.blocks:
+            h = h + F.linear(torch.relu(h), block.weight.flatten(1), block.bias)
+        return F.linear(torch.relu(h), self.head.weight.flatten(1), self.head.bias)
+
+    def forward(self, codes: Tensor) -> Tensor:
+        """Training form: codes [B, h, w] -> logits [B, K, h, w] for every position (the
+        masked conv over the embedded grid; faster to train than the tables of the coding form)."""
+        x = self.embed(self.pad(codes)).permute(0, 3, 1, 2)
+        h = F.conv2d(x, self.conv.weight * self.mask, self.conv.bias).permute(0, 2, 3, 1)
+        return self._head(h).permute(0, 3, 1, 2) + self.position_bias
+
+    @torch.no_grad()
+    def tables(self) -> Tensor:
+        """:meth:`_tap_tables`, computed once for coding (the net is frozen by then)."""
         if self._tables is None:
-            w = (self.conv.weight * self.mask).flatten(2)  # [H, E, cells]
-            self._tables = torch.stack([self.embed.weight @ w[:, :, t].t() for t in self.taps])
+            self._tables = self._tap_tables()
         return self._tables
 
     def window_logits(self, window: Tensor, row: int, col: int) -> Tensor:
         """Coding form: windows [B, R + 1, 2R + 1] of padded codes whose last row's centre is
         (row, col) -> logits [B, K] at (row, col)."""
-        cells = window.reshape(window.shape[0], -1)
-        tables = self.tables()
-        h = self.conv.bias.expand(window.shape[0], -1)
-        for i, t in enumerate(self.taps):  # fixed order: elementwise adds, the same on any thread count
-            h = h + tables[i][cells[:, t]]
-        h = torch.relu(h)
-        for block in self.blocks:
-            h = h + F.linear(torch.relu(h), block.weight.flatten(1), block.bias)
-        return F.linear(torch.relu(h), self.head.weight.flatten(1), self.head.bias) + self.position_bias[:, row, col]
+        tables = self.tables()  # [taps, K + 1, H]
+        taps = torch.tensor(self.taps)
+        rows = window.reshape(window.shape[0], -1)[:, taps] + torch.arange(len(taps)) * (self.codes + 1)
+        h = F.embedding_bag(rows, tables.reshape(-1, tables.shape[-1]), mode="sum") + self.conv.bias
+        return self._head(h) + self.position_bias[:, row, col]
 
 
 class ContextPrior(GridPrior):
@@ -425,9 +453,12 @@ class ContextPrior(GridPrior):
     def nll_bits(self, codes: Tensor) -> float:
         """Mean ideal code length (bits per image) of codes [B, h, w] under the float net (no
         quantisation): what the file should cost, up to a few bits."""
-        logp = torch.log_softmax(self.net(codes.long()).double(), dim=1)
-        picked = logp.gather(1, codes.long()[:, None]).squeeze(1)
-        return float(-picked.sum() / codes.shape[0] / math.log(2))
+        total = 0.0
+        for i in range(0, codes.shape[0], 256):
+            part = codes[i : i + 256].long()
+            logp = torch.log_softmax(self.net(part).double(), dim=1)
+            total -= float(logp.gather(1, part[:, None]).sum())
+        return total / codes.shape[0] / math.log(2)
 
 
 # ---------------------------------------------------------------- progressive (hierarchies)

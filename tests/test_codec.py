@@ -183,7 +183,7 @@ def test_context_prior_learns_neighbours_and_reads_only_the_past() -> None:
     g = torch.Generator().manual_seed(0)
     first = torch.randint(0, 8, (200, 4, 1), generator=g)
     codes = first.expand(200, 4, 4).clone()  # every row one code, copied rightwards
-    cfg = ContextConfig(kernel=3, embed=8, hidden=16, blocks=1, steps=150, batch_size=32, lr=1e-2)
+    cfg = ContextConfig(kernel=3, embed=8, hidden=16, blocks=1, steps=25, batch_size=16, lr=3e-2)
     ctx = ContextPrior.fit_codes(codes, 8, 1, None, cfg)
     fac = FactorizedPrior.fit_codes(codes, 8, 1)
     fac_bits = -sum(math.log2(fac.freq[p, codes.reshape(200, -1)[i, p]].item() / TOTAL)
