@@ -2,8 +2,9 @@
 # Reproduce the paper's results:  ./reproduce.sh mnist [--profile quick|paper|smoke] [more runner flags]
 #                                   retrains Table 3's systems into results/mnist[-<profile>] and FSQ /
 #                                   residual VQ into results/mnist[-<profile>]-modern, then writes each
-#                                   folder's tables and reproduction.md (the new rows against the ones
-#                                   the folder held: the committed run, on a fresh clone)
+#                                   folder's real files (benchmarks.files: entropy-coded codes, JPEG, WebP),
+#                                   tables and reproduction.md (the new rows against the ones the folder
+#                                   held: the committed run, on a fresh clone)
 #                                 ./reproduce.sh smoke [flags]            (= mnist --profile smoke --no-inception)
 #                                 ./reproduce.sh toy                      (Figure 1, < 2 min on a CPU)
 #                                 ./reproduce.sh celeba --data-root DIR   (Figure 2 right, Tables 1-2; a GPU job)
@@ -29,8 +30,8 @@ mnist() {
     set -- "$@" --out "$out"
   fi
   # the paper's seven systems (Table 3), then FSQ and residual VQ beside HQA, VQ-VAE and k-means
-  python -m benchmarks.run --dataset mnist --systems paper --reproduce --download "$@"
-  python -m benchmarks.run --dataset mnist --systems modern --reproduce --download "$@" --out "$out-modern" \
+  python -m benchmarks.run --dataset mnist --systems paper --reproduce --download --files "$@"
+  python -m benchmarks.run --dataset mnist --systems modern --reproduce --download --files "$@" --out "$out-modern" \
       --compare-with "$out:hqa,vqvae,kmeans"
 }
 

@@ -47,6 +47,9 @@ class Profile:
     # Run the fused torch.compile kernels (quantizer pass, Mish): worth their ~30 s of
     # compiling per worker process on any real run, not on a seconds-long wiring check.
     compile: bool = True
+    # Training steps of the context prior of every (system, seed 0, layer) in the files step
+    # (benchmarks.files): ~90 s each at the 2048-bit layer on one busy core.
+    context_steps: int = 300
 
     def layer_steps(self, num_layers: int, independent: bool = False) -> tuple[int, ...]:
         """Steps asked for each of ``num_layers`` layers (the last entry of ``steps`` repeats for
@@ -111,6 +114,7 @@ PROFILES: dict[str, Profile] = {
             curve_images=64,
             compile=False,
             validation_size=256,
+            context_steps=5,
         ),
         Profile(
             name="quick",

@@ -58,6 +58,11 @@ INFO_NOTE = (
     "deterministic systems; a stochastic code whose posterior ignores the image has high entropy and 0 information."
 )
 ENTROPY_LABEL = "Entropy of emitted codes (bits)"
+# Real files (benchmarks.files): the learned systems' context-prior files, the classical codecs' whole files.
+REAL_BITS_LABEL = "Real bits (context prior; JPEG/WebP: whole file)"
+REAL_BITS, CLASSICAL_FILE_BITS = "file_bits_context", "file_bits"
+CLASSICAL_LABELS = {"jpeg": "JPEG (Pillow)", "webp": "WebP (Pillow)"}  # benchmarks.classical's systems
+REAL_BITS_FIGURE = "figure3_real_bits.png"
 
 
 def summarize(rows: pd.DataFrame) -> pd.DataFrame:
@@ -81,14 +86,15 @@ def metric_columns(summary: pd.DataFrame) -> list[tuple[str, str, str, int]]:
         if ((summary["metric"] == RFID) & (summary["feature_space"] == space)).any():
             cols.append((SPACE_LABELS[space], RFID, space, 1))
     cols += [(CLASS_ERROR_LABEL, CLASS_ERROR, "", 2), (INFO_LABEL, INFO_BITS, "", 2), (ENTROPY_LABEL, CODE_ENTROPY, "", 2),
-             ("Codes emitted", CODES_USED, "", 1)]
+             ("Codes emitted", CODES_USED, "", 1), (REAL_BITS_LABEL, REAL_BITS, "", 1)]
     return [c for c in cols if (summary["metric"] == c[1]).any() or c[1] == MSE]
 
 
 def rate_table(summary: pd.DataFrame, layer: int | None, paper_values: bool = True) -> pd.DataFrame:
-    """One row per system (and rate): formatted mean ± CI per metric; ``layer=None``: all rates."""
+    """One row per system (and rate): formatted mean ± CI per metric; ``layer=None``: all rates,
+    the classical codecs' quality settings included (they have no layer of a given rate)."""
     cols = metric_columns(summary)
-    systems = [s for s in ["none", *LABELS] if s in set(summary["system"])]
+    systems = [s for s in ["none", *LABELS, *(CLASSICAL_LABELS if layer is None else ())] if s in set(summary["system"])]
     records = []
     for system in systems:
         sub = summary[summary["system"] == system]
@@ -97,11 +103,13 @@ def rate_table(summary: pd.DataFrame, layer: int | None, paper_values: bool = Tr
             cell = sub[sub["layer"] == lay]
             if cell.empty:
                 continue
-            rec = {"System": "No compression" if system == "none" else LABELS.get(system, system)}
+            rec = {"System": "No compression" if system == "none" else LABELS.get(system, CLASSICAL_LABELS.get(system, system))}
             if layer is None:
                 rec["Bits"] = int(cell["bits"].iloc[0])
             rec["Seeds"] = int(cell["n"].max())
             for title, metric, space, digits in cols:
+                if metric == REAL_BITS and system in CLASSICAL_LABELS:
+                    metric = CLASSICAL_FILE_BITS
                 hit = cell[(cell["metric"] == metric) & (cell["feature_space"] == space)]
                 rec[title] = _fmt(hit["mean"].iloc[0], hit["half"].iloc[0], digits) if len(hit) else "–"
             if layer is not None and paper_values:
@@ -132,7 +140,7 @@ def output_names(dataset: str) -> OutputNames:
 def figure3(rows: pd.DataFrame, path: Path) -> None:
     """Rate (log) against distortion, rFID per feature space, classification error and the
     information the codes carry (a grid of panels, three per row)."""
-    data = rows[(rows["system"] != "none") & (rows["layer"] > 0)].copy()
+    data = rows[(rows["system"] != "none") & (rows["layer"] > 0) & ~rows["system"].isin(list(CLASSICAL_LABELS))].copy()
     data["System"] = data["system"].map(lambda s: LABELS.get(s, s))
     present = lambda metric, space="": ((data["metric"] == metric) & (data["feature_space"] == space)).any()  # noqa: E731
     panels = [(MSE, "", "Distortion (MSE)")]
@@ -178,6 +186,58 @@ def figure3(rows: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def real_bits_points(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per (system, layer, metric, feature space): x, the real bits per image (the learned
+    systems' context-prior file, mean over the seeds that have one; the classical codecs' whole
+    file), and the metric's mean and 95% interval over seeds. Empty without file rows."""
+    bits_rows = rows[((rows["metric"] == REAL_BITS) & ~rows["system"].isin(list(CLASSICAL_LABELS)))
+                     | ((rows["metric"] == CLASSICAL_FILE_BITS) & rows["system"].isin(list(CLASSICAL_LABELS)))]
+    if bits_rows.empty:
+        return pd.DataFrame(columns=["system", "layer", "metric", "feature_space", "x", "mean", "lo", "hi"])
+    x = bits_rows.groupby(["system", "layer"])["value"].mean()
+    out = []
+    for (system, layer, metric, space), group in rows[rows["layer"] > 0].groupby(["system", "layer", "metric", "feature_space"]):
+        if (system, layer) in x.index and metric in (MSE, RFID, CLASS_ERROR):
+            mean, lo, hi = t_interval(group["value"].tolist())
+            out.append({"system": system, "layer": layer, "metric": metric, "feature_space": space,
+                        "x": float(x[(system, layer)]), "mean": mean, "lo": lo, "hi": hi})
+    return pd.DataFrame(out)
+
+
+def figure3_real_bits(rows: pd.DataFrame, path: Path) -> bool:
+    """Figure 3 with real file bits on the x axis (log): the learned systems under their context
+    prior, JPEG and WebP over their quality range. False (nothing drawn) without file rows."""
+    points = real_bits_points(rows)
+    if points.empty:
+        return False
+    panels = [(MSE, "", "Distortion (MSE)")]
+    panels += [(RFID, s, SPACE_LABELS[s]) for s in FEATURE_SPACES if ((points["metric"] == RFID) & (points["feature_space"] == s)).any()]
+    panels += [(CLASS_ERROR, "", CLASS_ERROR_LABEL)] if (points["metric"] == CLASS_ERROR).any() else []
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    names = [s for s in [*LABELS, *CLASSICAL_LABELS] if s in set(points["system"])]
+    colours = dict(zip(names, sns.color_palette("tab10", len(names))))
+    for ax, (metric, space, title) in zip(axes.flat, panels):
+        for system in names:
+            sel = points[(points["system"] == system) & (points["metric"] == metric) & (points["feature_space"] == space)]
+            sel = sel.sort_values("x")
+            label = LABELS.get(system, CLASSICAL_LABELS.get(system, system))
+            style = "s--" if system in CLASSICAL_LABELS else "o-"
+            ax.errorbar(sel["x"], sel["mean"], yerr=[sel["mean"] - sel["lo"], sel["hi"] - sel["mean"]], fmt=style,
+                        ms=4, lw=1.2, capsize=2, color=colours[system], label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("real bits per image (file size, headers included)")
+        ax.set_ylabel(title)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+    axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
+    fig.suptitle("Rate as real files: learned systems' codes under their context prior (seed 0's files), "
+                 "JPEG and WebP at each quality; mean and 95% t-interval over seeds")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
 def figure_data(out: Path, data_root: str | None, cache_dir: str | None = None) -> FigureData:
     """The evaluation images and cached classifier a sweep in ``out`` used (from its run.json).
 
@@ -218,13 +278,13 @@ def write_reports(
     if compare_note:
         print(compare_note, file=sys.stderr)
     rows = pd.concat([rows, others], ignore_index=True) if len(others) else rows
-    summary = summarize(rows[~rows["metric"].isin(["train_seconds", "eval_seconds"])])
-    top = int(summary[summary["system"] != "none"]["layer"].max())
+    summary = summarize(rows[~rows["metric"].isin(["train_seconds", "eval_seconds", "files_seconds"])])
+    top = int(summary[~summary["system"].isin(["none", *CLASSICAL_LABELS])]["layer"].max())
     manifest = store.manifest()
     names = output_names(manifest.get("dataset", "mnist"))
     table3 = rate_table(summary, top, paper_values=names.paper_values)
     table3.to_csv(out / f"{names.table}.csv", index=False)
-    bits = int(summary[(summary["layer"] == top)]["bits"].iloc[0])
+    bits = int(summary[(summary["layer"] == top) & ~summary["system"].isin(list(CLASSICAL_LABELS))]["bits"].iloc[0])
     header = (
         f"{names.table_title}: {bits}-bit rate (layer {top}), {manifest.get('dataset', '?')} test set "
         f"({manifest.get('eval_size', '?')} images), trained on {manifest.get('train_size', '?')} images, "
@@ -238,6 +298,7 @@ def write_reports(
                                   + (f" {compare_note}" if compare_note else "") + "\n\n"
                                   + rates.to_markdown(index=False) + "\n")
     figure3(rows, out / names.figure)
+    real_bits_figure = figure3_real_bits(rows, out / REAL_BITS_FIGURE)
     improving = None
     if not curves.empty:
         curves_figure(curves, out / "curves.png")
@@ -335,6 +396,8 @@ def write_readme(
         "",
         f"![{names.figure_title}]({names.figure})",
         "",
+        *([f"Rate as real files (`benchmarks.files`: context-prior files of the learned systems, JPEG and WebP at "
+           f"every quality): ![real bits]({REAL_BITS_FIGURE})", ""] if (out / REAL_BITS_FIGURE).exists() else []),
         "Every rate: [rates.md](rates.md). Against the run it retrained, where there was one: "
         "[reproduction.md](reproduction.md). Per-cell rows: `rows/`. Trained models: `models/` (on the machine that ran the sweep; too large for git, so a clone regenerates the figures only after a run).",
         "",

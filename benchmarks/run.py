@@ -37,7 +37,7 @@ from hqa.data import DATA_ROOT_ENV, MNIST_PREPROCESSING, DataNotFoundError, Imag
 from hqa.system import CompressionSystem, resolve_device
 
 from .cluster import require_dask, dask_client, parse_local, run_tasks
-from .comparison import Comparison
+from .comparison import COMPARE_FILE, Comparison
 from .datasets import sweep_data
 from .progress import ProgressBoard, ProgressFile
 from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "sweep's in its tables and Figure 3, when that sweep has the same profile, data and code version "
                         "(e.g. results/mnist:hqa,vqvae,kmeans)")
     p.add_argument("--no-report", action="store_true", help="write rows only, no tables or figures")
+    p.add_argument("--files", action="store_true",
+                   help="after the sweep, the files step (python -m benchmarks.files): real entropy-coded files of every "
+                        "stored model under learned priors, and JPEG/WebP on the same images")
+    p.add_argument("--context-seeds", type=int, default=1, help="with --files: seeds 0..N-1 get the context prior (default 1)")
     return p
 
 
@@ -435,6 +439,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             except RuntimeError as exc:  # a worker of another code version (the checkout changed mid-run)
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
+    if args.files:
+        from .files import write_files
+
+        try:
+            write_files(out, args.data_root, args.context_seeds, classical=not (out / COMPARE_FILE).exists(),
+                        cache_dir=args.cache_dir)
+        except (ValueError, DataNotFoundError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if all(store.has_cell(n, s) for n in names for s in range(seeds)):
         store.finish()  # a later --reproduce treats these rows as a finished run
 
