@@ -8,6 +8,8 @@ sweep does not report (100 and up). One JSON line per trained model on stdout:
 - ``full``: SYSTEM (a registry name) trained from scratch at the quick profile's steps and
   batches, with HQAConfig overrides given as key=value (Python literals, e.g. temp_start=0.667);
   the variant's own settings are applied first, the overrides last.
+  ``only=4,5``: for single-rate families (VQ-VAE, FSQ, residual VQ), train and measure only
+  those models (each is independent of the others).
 - ``top``: the hierarchy stored at PATH (by ``save=``) with its layer 5 retrained alone for
   ``top_steps`` steps (at least; whole epochs) at the profile's layer-5 batch.
 
@@ -43,6 +45,8 @@ def parse(args: list[str]) -> tuple[dict, dict]:
         key, value = kv.split("=", 1)
         if key in ("top_steps",):
             opts[key] = int(value)
+        elif key == "only":
+            opts[key] = [int(v) for v in value.split(",")]
         elif key == "save":
             opts[key] = value
         else:
@@ -54,10 +58,10 @@ def parse(args: list[str]) -> tuple[dict, dict]:
 
 
 @torch.inference_mode()
-def measures(model, seed: int) -> dict:
-    """MSE and class error (%) at every rate on the validation images."""
+def measures(model, seed: int, layers: list[int] | None = None) -> dict:
+    """MSE and class error (%) at every rate (or ``layers``) on the validation images."""
     out = {}
-    for layer in range(1, model.num_layers + 1):
+    for layer in layers or range(1, model.num_layers + 1):
         x_hat, _ = reconstruct_all(model, X, layer, seed)
         logits = torch.cat([CLF(x_hat[i : i + 500]) for i in range(0, len(x_hat), 500)])
         out[f"mse_{model.rates[layer - 1]}"] = round(float(((x_hat - X) ** 2).mean()), 5)
@@ -65,14 +69,17 @@ def measures(model, seed: int) -> dict:
     return out
 
 
-def full(name: str, seed: int, over: dict) -> torch.nn.Module:
+def full(name: str, seed: int, over: dict, only: list[int] | None = None) -> torch.nn.Module:
     model = build_system(name, "mnist")
     if over:
         model = type(model)(model.config.replace(**over))
+    if only:  # independent single-rate models: the ones below are never used by these
+        assert model.independent_rates and only == list(range(min(only), max(only) + 1)), "only= needs consecutive models"
+        model.trained.fill_(min(only) - 1)
     epochs = PROFILE.epochs(len(DATA.train), model.num_layers, independent=model.independent_rates)
     batches = PROFILE.layer_batches(model.num_layers, independent=model.independent_rates)
-    return model.fit(DATA.train.images, epochs, batches, seed, progress=False, compile=True,
-                     heldout=X[: PROFILE.curve_images], curve_points=PROFILE.curve_points)
+    return model.fit(DATA.train.images, epochs, batches, seed, layers=max(only) if only else None, progress=False,
+                     compile=True, heldout=X[: PROFILE.curve_images], curve_points=PROFILE.curve_points)
 
 
 def top(path: str, seed: int, steps: int) -> torch.nn.Module:
@@ -92,13 +99,13 @@ def main() -> None:
     mode, what, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     over, opts = parse(sys.argv[4:])
     start = time.time()
-    model = full(what, seed, over) if mode == "full" else top(what, seed, opts["top_steps"])
+    model = full(what, seed, over, opts.get("only")) if mode == "full" else top(what, seed, opts["top_steps"])
     if "save" in opts:
         model.save(opts["save"])
     last = {log["layer"]: log["curve"][-1] for log in model.fit_log if log.get("curve")}
     line = {"mode": mode, "system": what, "seed": seed, **over, **{k: v for k, v in opts.items() if k != "save"},
             "steps": [log.get("steps") for log in model.fit_log], "seconds": round(time.time() - start, 1),
-            "images": "validation (quick profile)", **measures(model, seed),
+            "images": "validation (quick profile)", **measures(model, seed, opts.get("only")),
             "curve_last": {k: {m: round(v, 5) for m, v in c.items()} for k, c in last.items()}}
     print(json.dumps(line), flush=True)
 

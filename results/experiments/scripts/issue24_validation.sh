@@ -21,3 +21,7 @@ for sys in hams-gs hams-gs-mse; do
     pair full $sys $s temp_start=0.667  full $sys $s temp_start=3.0
   done
 done
+# VQ-VAE's reset rule (8-bit model alone), FSQ levels and residual-VQ stages (models 4-5), seed 100
+pair full vqvae 100 reset_rule=least-used only=5  full vqvae 100 reset_rule=all-unused only=5
+pair full fsq 100 "fsq_levels=(8, 8, 4)" only=4,5  full fsq 100 "fsq_levels=(4, 4, 4, 4)" only=4,5
+pair full rvq 100 "rvq_codes=(16, 16)" only=4,5  full rvq 100 "rvq_codes=(4, 4, 4, 4)" only=4,5
