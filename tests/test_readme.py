@@ -1,8 +1,8 @@
 """The README cannot drift from the code: its library example runs, it stays short, and its links resolve.
 
 The example (README.md's single ```python block) is run as written, except that ``hqa.load_mnist``
-is replaced by a stand-in that returns 100 random 32x32 training images (and 64 test images) after
-checking that the README calls it with arguments the real function accepts. Everything else
+is replaced by a stand-in that returns 100 random 32x32 training images and 64 test images (half of
+them for validation, as in the example) after checking that the README calls it with arguments the real function accepts. Everything else
 (``fit`` with the quick profile's per-layer epochs and batches and a validation curve,
 ``reconstruct``, the codec, ``save``/``load``) is the real API, so a renamed function or argument
 fails here. The fast test also narrows the preset the README asks for (``HQAConfig.mnist()``, still
@@ -25,7 +25,7 @@ from hqa import HQAConfig, ImageSet
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MAX_LINES = 200
-# Images the stand-in returns (the README holds a tenth of the training images out for validation).
+# Images the stand-in returns (the README validates on half of the test images).
 FAKE_TRAIN, FAKE_TEST = 100, 64
 
 
