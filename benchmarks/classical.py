@@ -62,6 +62,8 @@ QUALITIES: dict[str, tuple[int, ...]] = {
     JPEG: (100, 95, 90, 75, 50, 30, 20, 10, 5, 3, 1),
     WEBP: (100, 90, 75, 50, 30, 20, 10, 5, 0),
 }
+# The codecs' names in tables and figures (they are rows' systems, not registered CompressionSystems).
+LABELS = {"jpeg": "JPEG (Pillow)", "webp": "WebP (Pillow)"}
 FILE_BITS = "file_bits"  # bits per image of the whole file, mean over images
 PAYLOAD_BITS = "payload_bits"  # bits per image without the container/tables (see the module docstring)
 QUALITY = "quality"  # the codec's quality setting of this layer

@@ -14,7 +14,8 @@ For every (system, seed) whose model is stored and every layer, rows
   images in one file, amortised, the 38-byte header included;
 - ``payload_bits_<prior>``: the same without the header (CompressAI's convention);
 - ``single_file_bits_<prior>``: the mean size of one-image files (header and the coder's
-  padding to a 32-bit word each), over the first ``SINGLE_IMAGES`` evaluation images.
+  padding to a 32-bit word each), over the first ``SINGLE_IMAGES`` evaluation images
+  (``SINGLE_IMAGES_CONTEXT`` for the context prior, whose coding is sequential per position).
 
 The codes coded are the ones the sweep measured: :func:`benchmarks.metrics.reconstruct_all`'s,
 sampled under the cell's evaluation seeds. Priors are saved beside the models, in
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from hqa.codec import compress_codes
@@ -44,6 +46,7 @@ from .registry import build_system
 from .store import ResultStore, code_version
 
 SINGLE_IMAGES = 100  # images coded one per file for the per-image figure
+SINGLE_IMAGES_CONTEXT = 20  # measured: 100 one-image context files at 2048 bits cost ~27 s on one busy core
 FILES_SECONDS = "files_seconds"
 
 
@@ -62,8 +65,9 @@ def file_rows(model: CompressionSystem, priors: dict[int, dict[str, Prior]], pro
             _, stats = compress_codes(model, prior, {layer: codes[layer]}, layer)
             add(layer, f"file_bits_{kind}", stats.bits_per_image)
             add(layer, f"payload_bits_{kind}", stats.payload_bits_per_image)
+            n_single = min(SINGLE_IMAGES_CONTEXT if kind == "context" else SINGLE_IMAGES, len(codes[layer]))
             single = [compress_codes(model, prior, {layer: codes[layer][i : i + 1]}, layer)[1].bits_per_image
-                      for i in range(min(SINGLE_IMAGES, len(codes[layer])))]
+                      for i in range(n_single)]
             add(layer, f"single_file_bits_{kind}", sum(single) / len(single))
     if progressive is not None:
         _, stats = compress_codes(model, progressive, codes, 1)  # top first, then every refinement to layer 1
@@ -110,9 +114,28 @@ def cell_files(model: CompressionSystem, name: str, seed: int, train: torch.Tens
     return rows
 
 
+def _file_cell(path: Path, dataset: str, train: torch.Tensor, test: torch.Tensor, out: str, base: dict[str, Any],
+               context: ContextConfig | None) -> None:
+    """One worker's cell: its stored model's files rows, written atomically (a killed run resumes)."""
+    torch.set_num_threads(1)  # the coders' per-position work is fastest on one thread (hqa.priors.coding_threads)
+    store = ResultStore(out)
+    name, seed = path.stem.rsplit("-seed", 1)
+    model = build_system(name, dataset)
+    try:
+        model = type(model).load(path, expect_config=model.config)
+    except ValueError as exc:
+        print(f"warning: {exc}; no files for {path.stem}", file=sys.stderr)
+        return
+    if model.trained_layers < model.num_layers or not store.has_cell(name, int(seed)):
+        return  # an unfinished cell
+    rows = cell_files(model, name, int(seed), train, test, store, base, context)
+    store.write_rows(store.rows_dir / f"files-{path.stem}.csv", rows)
+
+
 def write_files(out: str | Path, data_root: str | None = None, context_seeds: int = 1,
-                classical: bool = True, cache_dir: str | None = None) -> int:
-    """The files step for the sweep in ``out``; returns how many cells it measured."""
+                classical: bool = True, cache_dir: str | None = None, jobs: int = 2) -> int:
+    """The files step for the sweep in ``out``, ``jobs`` cells at a time; returns how many
+    cells it measured."""
     from .classical import classical_rows
     from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
     from .datasets import sweep_data
@@ -132,19 +155,15 @@ def write_files(out: str | Path, data_root: str | None = None, context_seeds: in
     base = row_context(manifest)
     cells = sorted(store.models_dir.glob("*-seed*.pt"))
     todo = [p for p in cells if not (store.rows_dir / f"files-{p.stem}.csv").exists()]
-    for path in tqdm(todo, desc="files: cells", disable=not todo):
-        name, seed = path.stem.rsplit("-seed", 1)
-        model = build_system(name, manifest["dataset"])
-        try:
-            model = type(model).load(path, expect_config=model.config)
-        except ValueError as exc:
-            print(f"warning: {exc}; no files for {path.stem}", file=sys.stderr)
-            continue
-        if model.trained_layers < model.num_layers or not store.has_cell(name, int(seed)):
-            continue  # an unfinished cell
-        context = ContextConfig(steps=profile.context_steps) if int(seed) < context_seeds else None
-        rows = cell_files(model, name, int(seed), data.train.images, data.test.images, store, base, context)
-        store.write_rows(store.rows_dir / f"files-{path.stem}.csv", rows)
+    # context-prior cells first (the long ones), so the workers finish together
+    todo.sort(key=lambda p: int(p.stem.rsplit("-seed", 1)[1]) >= context_seeds)
+    context = ContextConfig(steps=profile.context_steps)
+    results = Parallel(n_jobs=min(jobs, max(1, len(todo))), return_as="generator_unordered")(
+        delayed(_file_cell)(path, manifest["dataset"], data.train.images, data.test.images, str(out), base,
+                            context if int(path.stem.rsplit("-seed", 1)[1]) < context_seeds else None)
+        for path in todo)
+    for _ in tqdm(results, total=len(todo), desc="files: cells", disable=not todo):
+        pass
     if classical and not (store.rows_dir / "classical.csv").exists() and bool((data.train.labels >= 0).all()):
         epochs = profile.classifier_epochs
         _, cls = load_or_train_classifier(data.train, epochs, cache=cache_dir, progress=False)
@@ -164,10 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--context-seeds", type=int, default=1, help="seeds 0..N-1 get the context prior (default 1)")
     p.add_argument("--no-classical", action="store_true", help="skip the JPEG and WebP rows")
     p.add_argument("--cache-dir", default=None, help="the sweep's classifier cache (default: $HQA_CACHE_DIR)")
+    p.add_argument("--jobs", type=int, default=2, help="cells measured at once (default 2)")
     args = p.parse_args(argv)
-    torch.set_num_threads(1)  # the coders' per-position work is fastest on one thread (hqa.priors.coding_threads)
     try:
-        n = write_files(args.out, args.data_root, args.context_seeds, not args.no_classical, args.cache_dir)
+        n = write_files(args.out, args.data_root, args.context_seeds, not args.no_classical, args.cache_dir, args.jobs)
     except (ValueError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

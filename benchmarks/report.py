@@ -34,6 +34,7 @@ from .datasets import sweep_data  # noqa: E402
 from .curves import IMPROVING_SHARE, curves_figure, improving_table  # noqa: E402
 from .figures import FigureData, write_figures  # noqa: E402
 from .profiles import get_profile, per_layer_steps, whole_epochs  # noqa: E402
+from .classical import LABELS as CLASSICAL_LABELS  # noqa: E402
 from .registry import LABELS  # noqa: E402
 from .reproduction import write_reproduction  # noqa: E402
 from .store import CURVE_PREFIX, ResultStore  # noqa: E402
@@ -61,7 +62,6 @@ ENTROPY_LABEL = "Entropy of emitted codes (bits)"
 # Real files (benchmarks.files): the learned systems' context-prior files, the classical codecs' whole files.
 REAL_BITS_LABEL = "Real bits (context prior; JPEG/WebP: whole file)"
 REAL_BITS, CLASSICAL_FILE_BITS = "file_bits_context", "file_bits"
-CLASSICAL_LABELS = {"jpeg": "JPEG (Pillow)", "webp": "WebP (Pillow)"}  # benchmarks.classical's systems
 REAL_BITS_FIGURE = "figure3_real_bits.png"
 
 

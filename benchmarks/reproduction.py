@@ -25,13 +25,14 @@ from pathlib import Path
 import pandas as pd
 
 from .metrics import t_interval
+from .classical import LABELS as CLASSICAL_LABELS
 from .registry import LABELS
 from .store import CURVE_PREFIX, REFERENCE_DIR, ResultStore, atomic_write_text
 
 REPORT_FILE = "reproduction.md"
 # Relative tolerance where the reference's interval is degenerate (one seed or +- 0).
 REL_TOL = 0.05
-TIMINGS = ("train_seconds", "eval_seconds")
+TIMINGS = ("train_seconds", "eval_seconds", "files_seconds")
 # run.json keys that must agree for a comparison (each is the profile, the data or the code).
 LIKE_FOR_LIKE = ("profile", "dataset", "train_size", "eval_size", "preprocess", "steps", "independent_steps",
                  "batch_size", "validation", "images", "data", "code_version")
@@ -119,7 +120,7 @@ def report_text(out: Path) -> str | None:
         "| --- | ---: | --- | --- | ---: | ---: | --- |",
     ]
     for r in table.itertuples():
-        label = "No compression" if r.system == "none" else LABELS.get(r.system, r.system)
+        label = "No compression" if r.system == "none" else LABELS.get(r.system, CLASSICAL_LABELS.get(r.system, r.system))
         lines.append(f"| {label} | {r.bits} | {r.metric} | {r.feature_space or '–'} | {_num(r.new_mean)} ({r.new_seeds}) "
                      f"| {_num(r.ref_mean)} [{_num(r.ref_lo)}, {_num(r.ref_hi)}] ({r.ref_seeds}) | {r.verdict} |")
     return "\n".join(lines) + "\n"

@@ -444,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             write_files(out, args.data_root, args.context_seeds, classical=not (out / COMPARE_FILE).exists(),
-                        cache_dir=args.cache_dir)
+                        cache_dir=args.cache_dir, jobs=workers if args.scheduler is None else 1)
         except (ValueError, DataNotFoundError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
