@@ -373,7 +373,8 @@ def write_readme(
         f"- Command: `{last.get('command', '?')}`" + (f" ({len(runs)} invocations; resumed runs append)" if len(runs) > 1 else ""),
         f"- Profile: `{manifest.get('profile')}`: at least {manifest.get('steps')} steps per layer, run as whole epochs: "
         f"{_steps_run(manifest)}; seeds {last.get('seeds', '?')}",
-        f"- Data: trained on {n_train} images" + (" (trained on 5k: the offline subset, not the paper's 60k)" if n_train == 5000 else "")
+        f"- Data: trained on {n_train} images" + (f" ({manifest['data']})" if manifest.get("data") else "")
+        + (" (the offline 5k subset or part of it, not the paper's 60k)" if isinstance(n_train, int) and n_train <= 5000 else "")
         + f"; evaluated on {manifest.get('eval_size')} test images; preprocessing: "
         + _PREPROCESSING.get(manifest.get("preprocess", "pad"), str(manifest.get("preprocess"))),
         f"- Machine: {last.get('machine', '?')}; jobs {last.get('jobs', '?')} x {last.get('threads_per_job', '?')} threads; "
