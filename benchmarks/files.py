@@ -7,10 +7,12 @@ classical codecs (:mod:`benchmarks.classical`) on the same images.
 For every (system, seed) whose model is stored and every layer, rows
 ``rows/files-<system>-seed<k>.csv`` with, in bits per image of a real file:
 
-- ``file_bits_uniform``, ``file_bits_factorized``, ``file_bits_context`` (the context prior for
-  the first ``--context-seeds`` seeds only: its training and sequential coding cost minutes per
-  cell on a CPU) and, for hierarchies, ``file_bits_progressive`` (the top code, then each
-  refinement down to the layer through the model's own p(z_k | z_{k+1})): all the evaluation
+- ``file_bits_uniform`` and ``file_bits_factorized`` for every cell; ``file_bits_context`` and,
+  for hierarchies, ``file_bits_progressive`` (the top code, then each refinement down to the
+  layer through the model's own p(z_k | z_{k+1})) for the first ``--context-seeds`` seeds only.
+  Measured on one quick-profile HQA (5k images, one core; results/experiments/issue26-codec-probe.jsonl):
+  the context priors' fits take ~207 s per cell and their coding ~25 s, the progressive file
+  ~68 s, the factorized and uniform files well under a second each. All the evaluation
   images in one file, amortised, the 38-byte header included;
 - ``payload_bits_<prior>``: the same without the header (CompressAI's convention);
 - ``single_file_bits_<prior>``: the mean size of one-image files (header and the coder's
@@ -93,7 +95,8 @@ def _prior(path: Path, fit: Any) -> Prior:
 def cell_files(model: CompressionSystem, name: str, seed: int, train: torch.Tensor, test: torch.Tensor,
                store: ResultStore, base: dict[str, Any], context: ContextConfig | None) -> list[dict[str, Any]]:
     """Fit (or load) the priors of one cell and measure its files: rows of :func:`file_rows`
-    (``context``: the context prior's training, None: no context prior)."""
+    (``context``: the context prior's training; None: neither the context nor the progressive
+    prior, the two that cost minutes per cell)."""
     start = time.perf_counter()
     folder = store.models_dir / "priors"
     codes = {k: reconstruct_all(model, test, k, seed)[1] for k in range(1, model.num_layers + 1)}
@@ -106,7 +109,7 @@ def cell_files(model: CompressionSystem, name: str, seed: int, train: torch.Tens
             priors[k]["context"] = _prior(stem.with_suffix(".context"),
                                           lambda: ContextPrior.fit(model, train, k, context, seed=seed))
     progressive = None
-    if isinstance(model, HQA):
+    if isinstance(model, HQA) and context is not None:
         progressive = _prior(folder / f"{name}-seed{seed}.progressive", lambda: ProgressivePrior.fit(model, train, seed=seed))
     rows = file_rows(model, priors, progressive, codes, {**base, "system": name, "seed": seed})
     rows.append({**base, "system": name, "seed": seed, "layer": 0, "bits": 0, "metric": FILES_SECONDS,
@@ -180,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 description="Real entropy-coded files (and JPEG/WebP) from a sweep's stored models.")
     p.add_argument("out", help="a finished sweep's folder (e.g. results/mnist)")
     p.add_argument("--data-root", default=None, help="the sweep's data (default: $HQA_DATA_ROOT)")
-    p.add_argument("--context-seeds", type=int, default=1, help="seeds 0..N-1 get the context prior (default 1)")
+    p.add_argument("--context-seeds", type=int, default=1,
+                   help="seeds 0..N-1 get the context and progressive priors (default 1)")
     p.add_argument("--no-classical", action="store_true", help="skip the JPEG and WebP rows")
     p.add_argument("--cache-dir", default=None, help="the sweep's classifier cache (default: $HQA_CACHE_DIR)")
     p.add_argument("--jobs", type=int, default=2, help="cells measured at once (default 2)")
