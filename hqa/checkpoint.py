@@ -45,21 +45,29 @@ def save_checkpoint(
     )
 
 
+def read_tagged(path: str | os.PathLike[str], fmt: str, what: str, error: type[ValueError] = ValueError) -> dict[str, Any]:
+    """The dict a suite file (a checkpoint, a prior) holds, read with ``weights_only``.
+    FileNotFoundError when missing; ``error`` naming the file when it is damaged or its
+    ``"format"`` is not ``fmt`` (``what`` names the kind of file in the messages)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise error(f"corrupt or unreadable {what} {path}: {type(exc).__name__}") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise error(f"{path} is not an {fmt} {what}")
+    return obj
+
+
 def load_checkpoint(path: str | os.PathLike[str], kind: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint written by :func:`save_checkpoint` for class ``kind``.
 
     Returns (config, state_dict, extra). Raises FileNotFoundError when the file is missing,
     ValueError when it is corrupt, of another format, or of another kind of model.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise ValueError(f"corrupt or unreadable checkpoint {path}: {type(exc).__name__}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an {FORMAT} checkpoint")
+    obj = read_tagged(path, FORMAT, "checkpoint")
     if obj.get("kind") != kind:
         raise ValueError(f"{path} holds a {obj.get('kind')!r} model, not a {kind!r}")
     return obj["config"], obj["state_dict"], obj.get("extra", {})

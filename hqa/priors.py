@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoint import atomic_torch_save
+from .checkpoint import atomic_torch_save, read_tagged
 from .quantize import posterior_scores
 
 PRECISION = 16
@@ -615,14 +615,7 @@ KINDS: dict[str, type[Prior]] = {
 def load_prior(path: str | os.PathLike[str]) -> Prior:
     """Read any prior written by :meth:`Prior.save`. Raises FileNotFoundError when missing,
     PriorError (a ValueError) naming the file when it is corrupt or of another format."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"prior not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a damaged file
-        raise PriorError(f"corrupt or unreadable prior file {path}: {type(exc).__name__}") from None
-    if not isinstance(obj, dict) or obj.get("format") != PRIOR_FORMAT:
-        raise PriorError(f"{path} is not an {PRIOR_FORMAT} prior file")
+    obj = read_tagged(path, PRIOR_FORMAT, "prior file", PriorError)
     cls = KINDS.get(obj.get("kind"))
     if cls is None:
         raise PriorError(f"{path} holds a prior of unknown kind {obj.get('kind')!r}; known: {sorted(KINDS)}")
