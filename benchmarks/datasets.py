@@ -120,18 +120,11 @@ def split_sweep(train_split: ImageSet, test_split: ImageSet, profile: Profile) -
     n_val = min(profile.validation_size, n_test - n_eval) if source == "test" else profile.validation_size
     if n_val < 1:  # a tiny test split (generated test data) leaves none: hold a fifth of training out instead
         source, n_val = "train", max(1, min(profile.validation_size, len(train_split) // 5))
-    if source == "test":
-        test_idx = torch.arange(n_test) if profile.eval_size is None else test_perm[:n_eval]
-        val_idx = test_perm[n_eval:n_eval + n_val]
-        val_from = test_split
-        held_out = 0
-    else:
-        test_idx = torch.arange(n_test) if profile.eval_size is None else test_perm[:n_eval]
-        held_out = n_val
-        val_from = train_split
+    test_idx = torch.arange(n_test) if profile.eval_size is None else test_perm[:n_eval]
     order = balanced_order(train_split.labels, TRAIN_SUBSET_SEED)
-    if source == "train":
-        val_idx = order[:held_out]
+    held_out = n_val if source == "train" else 0
+    val_from = train_split if source == "train" else test_split
+    val_idx = order[:held_out] if source == "train" else test_perm[n_eval:n_eval + n_val]
     rest = order[held_out:]
     n_train = len(rest) if profile.train_size is None else min(profile.train_size, len(rest))
     if held_out == 0 and n_train == len(train_split):

@@ -49,11 +49,14 @@ def test_cell_rows_measure_the_sweeps_codes_under_every_prior(trained, tmp_path:
     # progressive: the top layer alone, then more bits for every refinement down to layer 1
     assert value("payload_bits_progressive", 3) < value("payload_bits_progressive", 2) < value("payload_bits_progressive", 1)
     # priors are saved beside the models, and loaded (not refitted) the next time
-    saved = sorted(p.name for p in (tmp_path / "models" / "priors").iterdir())
+    folder = tmp_path / "models" / "priors"
+    saved = sorted(p.name for p in folder.iterdir())
     assert "hqa-seed0-layer1.context" in saved and "hqa-seed0.progressive" in saved
+    stamps = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     again = pd.DataFrame(cell_files(model, "hqa", 0, train, test, store, {"profile": "smoke"}, ContextConfig(steps=3)))
     pd.testing.assert_series_equal(again[again["metric"] != "files_seconds"]["value"].reset_index(drop=True),
                                    rows[rows["metric"] != "files_seconds"]["value"].reset_index(drop=True))
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamps  # loaded, not fitted and saved again
 
 
 def _rows(system: str, seed: int, layer: int, bits: int, values: dict[str, float]) -> list[dict]:
