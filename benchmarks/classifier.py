@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -103,8 +104,10 @@ def train_classifier(
     lr: float = 1e-3,
     progress: bool = True,
     arch: str = CLASSIFIER_ARCH,
+    report: Callable[[str, int, int], None] | None = None,
 ) -> Classifier:
-    """Train a :class:`Classifier` of architecture ``arch`` on ``data`` with Adam; seeded, on the CPU."""
+    """Train a :class:`Classifier` of architecture ``arch`` on ``data`` with Adam; seeded, on the CPU.
+    ``report(what, epoch, epochs)`` after every epoch (a sweep's progress board)."""
     _, c, s, _ = data.images.shape
     num_classes = int(data.labels.max()) + 1
     with torch.random.fork_rng(devices=[]):
@@ -114,7 +117,9 @@ def train_classifier(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     n = len(data)
     model.train()
-    for _ in tqdm(range(epochs), desc=arch, disable=not progress, leave=False):
+    for epoch in tqdm(range(epochs), desc=arch, disable=not progress, leave=False):
+        if report is not None:
+            report(f"training {arch}", epoch, epochs)
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, batch_size):
             idx = perm[i : i + batch_size]
@@ -122,6 +127,8 @@ def train_classifier(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    if report is not None:
+        report(f"training {arch}", epochs, epochs)
     return model.eval()
 
 
@@ -148,6 +155,7 @@ def load_or_train_classifier(
     cache: str | os.PathLike[str] | None = None,
     progress: bool = True,
     arch: str = CLASSIFIER_ARCH,
+    report: Callable[[str, int, int], None] | None = None,
 ) -> tuple[Classifier, Path]:
     """The network ``arch`` for ``data``, from the cache (keyed by architecture, data,
     epochs, seed and version) or trained now and cached. A corrupt cache file is retrained
@@ -163,6 +171,6 @@ def load_or_train_classifier(
             return Classifier.load(path), path
         except ValueError as exc:
             print(f"warning: {exc}; retraining the classifier")
-    model = train_classifier(data, epochs, seed, progress=progress, arch=arch)
+    model = train_classifier(data, epochs, seed, progress=progress, arch=arch, report=report)
     model.save(path)
     return model, path

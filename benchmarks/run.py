@@ -40,11 +40,11 @@ from .cluster import require_dask, dask_client, parse_local, run_tasks
 from .comparison import COMPARE_FILE, Comparison
 from .datasets import sweep_data
 from .progress import ProgressBoard, ProgressFile
-from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
-from .fidelity import FeatureSpace, classifier_space, feature_net_space, inception_space
+from .fidelity import FeatureSpace
 from .metrics import Measurement, evaluate_system, no_compression
 from .profiles import PROFILES, Profile, get_profile
 from .registry import DATASETS, SYSTEM_SETS, SYSTEMS, build_system, parse_systems
+from .spaces import Preparation, SpacesSpec, prepare_spaces, wait_for_spec
 from .store import CURVE_PREFIX, Lease, ResultStore, code_version
 
 # Every profile has its own folder: results/mnist (quick), results/mnist-paper, results/mnist-smoke.
@@ -66,10 +66,9 @@ class Context:
     train: ImageSet
     test: ImageSet
     curve_images: torch.Tensor  # [M, C, H, W]: the fixed validation images of the learning curves
-    classifier_path: str | None  # None: the dataset has no labels, so no classifier space
-    feature_net_path: str | None  # the independent rFID network (None where there are no labels)
-    inception_weights: str | None
-    reference_stats: dict[str, dict[str, Any]]  # feature space -> FID statistics of the test images
+    # The feature spaces' networks and test statistics; None: the main process is preparing
+    # them meanwhile, and a worker waits for them once it has trained (benchmarks.spaces).
+    spaces: SpacesSpec | None
     device: str
     threads: int | None  # torch threads per task; None: the worker's own default (a remote cluster)
     progress: bool  # workers report to the main process's progress board
@@ -178,21 +177,6 @@ def _fit_cell(name: str, seed: int, group: list[str], ctx: Context, store: Resul
     return model.use_compile(ctx.compile)  # evaluation too (a loaded model starts eager)
 
 
-def _spaces(ctx: Context) -> list[FeatureSpace]:
-    """The feature spaces of this run, with the test images' statistics computed once in the
-    main process (a worker loads each extractor once per task, never re-featurises the test set)."""
-    spaces = []
-    if ctx.classifier_path is not None:
-        spaces.append(classifier_space(ctx.classifier_path, reference_stats=ctx.reference_stats["classifier"]))
-    if ctx.feature_net_path is not None:
-        spaces.append(feature_net_space(ctx.feature_net_path, reference_stats=ctx.reference_stats["independent"]))
-    if "inception" in ctx.reference_stats:
-        space, _ = inception_space(None, ctx.inception_weights, reference_stats=ctx.reference_stats["inception"])
-        if space is not None:
-            spaces.append(space)
-    return spaces
-
-
 def configure_worker(threads: int | None) -> None:
     """This process's CPU settings for a task: its share of the cores (jobs x threads <=
     cores), and freed memory kept for the next step (:mod:`hqa.allocator`)."""
@@ -234,11 +218,15 @@ def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: Result
         raise RuntimeError(f"this worker ({socket.gethostname()}) runs code version {code_version()}, the sweep "
                            f"{ctx.manifest['code_version']}: start every worker from the same checkout")
     todo = [n for n in group if not store.has_cell(n, seed)]
-    spaces = _spaces(ctx)
+    spaces = None
     for name in todo:
         if board is not None:
             board.cell = f"{name} seed {seed}"
         model = _fit_cell(name, seed, group, ctx, store, board)
+        if spaces is None:  # once per task, after its first training (the main process may still be preparing them)
+            if board is not None and ctx.spaces is None:
+                board.update("waiting for the feature spaces", 0, 1, force=True)
+            spaces = (ctx.spaces or wait_for_spec(ctx.out)).spaces()
         start = time.perf_counter()
         measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed,
                                        report=None if board is None else board.evaluating)
@@ -375,35 +363,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if comparison is not None:
         comparison.save(out)
     print(f"{args.dataset}: training on {len(train)} images ({train.source}), evaluating on {len(test)}", file=sys.stderr)
-    classifier_path: str | None = None
-    feature_net_path: str | None = None
-    spaces = []
-    if bool((train.labels >= 0).all()):  # labelled data: the classifier of Section 6.2, and an independent rFID network
-        _, path = load_or_train_classifier(train, profile.classifier_epochs, cache=args.cache_dir)
-        classifier_path = str(path)
-        spaces.append(classifier_space(classifier_path, test.images))
-        _, path = load_or_train_classifier(train, profile.classifier_epochs, FEATURE_NET_SEED, args.cache_dir,
-                                           arch=FEATURE_NET_ARCH)
-        feature_net_path = str(path)
-        spaces.append(feature_net_space(feature_net_path, test.images))
-    else:
-        print(f"{args.dataset} has no labels: no classifier error and no offline rFID (trained feature networks need labels)",
-              file=sys.stderr)
-    inception_note = "Inception rFID not requested (--no-inception)"
-    if not args.no_inception:
-        space, inception_note = inception_space(test.images, args.inception_weights)
-        spaces += [space] if space is not None else []
-        print(inception_note, file=sys.stderr)
     # CPU threads split between the local worker processes; a remote cluster's workers keep their own
     threads = None if args.scheduler else max(1, (os.cpu_count() or 1) // workers) if device == "cpu" else 1
+    # The evaluation networks train in the background while the first cells do (benchmarks.spaces).
     ctx = Context(str(out), args.dataset, profile, train, test, data.validation.images[: profile.curve_images],
-                  classifier_path, feature_net_path, args.inception_weights,
-                  {s.name: s.reference_stats for s in spaces}, device, threads, True, compile, mixed, manifest)
+                  None, device, threads, True, compile, mixed, manifest)
+    spaces_board = ProgressFile(out, "feature-spaces")
+    spaces_board.cell = "evaluation networks"
 
-    nc_path = store.rows_dir / "no-compression.csv"
-    if not nc_path.exists():
-        base = {"system": "none", "seed": 0, **row_context(ctx.manifest)}
-        store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
+    def prepare() -> tuple[list[FeatureSpace], SpacesSpec]:
+        try:
+            return prepare_spaces(train, test, profile.classifier_epochs, args.cache_dir, not args.no_inception,
+                                  args.inception_weights, report=spaces_board.training)
+        finally:
+            spaces_board.close()
+
+    preparation = Preparation(out, prepare)
 
     # Longest tasks first (families of independent models, e.g. VQ-VAE, train every rate
     # from pixels), so the workers finish together.
@@ -420,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
     desc = f"{profile.name} sweep: tasks done"
     with ProgressBoard(out):
+        preparation.start()
         if on_dask:
             gpu = device.startswith("cuda")
             try:
@@ -439,6 +415,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             except RuntimeError as exc:  # a worker of another code version (the checkout changed mid-run)
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
+        try:
+            spaces, spec = preparation.result()
+        except (ValueError, RuntimeError, OSError) as exc:
+            print(f"error: the feature spaces could not be prepared: {exc}", file=sys.stderr)
+            return 2
+    nc_path = store.rows_dir / "no-compression.csv"
+    if not nc_path.exists():
+        base = {"system": "none", "seed": 0, **row_context(ctx.manifest)}
+        store.write_rows(nc_path, _measurement_rows(base, no_compression(test.images, test.labels, spaces)))
     if args.files:
         from .files import write_files
 
@@ -464,7 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "device": device,
         "machine": machine_description(),
         "wall_seconds": round(wall, 1),
-        "inception": inception_note,
+        "inception": spec.inception_note,
         "data": train.source,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }

@@ -22,6 +22,7 @@ from baselines.hams import hams_config
 from benchmarks import registry, run
 from benchmarks.metrics import MSE
 from benchmarks.profiles import get_profile
+from benchmarks.spaces import SpacesSpec
 from benchmarks.store import ResultStore, code_version
 from hqa import HQA, HQAConfig
 from hqa.data import ImageSet
@@ -58,8 +59,7 @@ def _context(tmp_path: Path, train: ImageSet, test: ImageSet, other: ImageSet) -
     manifest = _Manifest(profile=profile.name, dataset="mnist", train_size=len(train), eval_size=len(test),
                          code_version=code_version())
     known = dict(out=str(tmp_path / "out"), dataset="mnist", profile=profile, train=train, test=test,
-                 curve_images=other.images[:4], classifier_path=None, feature_net_path=None, inception_weights=None,
-                 reference_stats={}, device="cpu", threads=2, progress=False, compile=False, mixed_precision=False,
+                 curve_images=other.images[:4], spaces=SpacesSpec(None, None, None, {}), device="cpu", threads=2, progress=False, compile=False, mixed_precision=False,
                  manifest=manifest)
     values = {}
     for f in fields(run.Context):
