@@ -20,7 +20,8 @@ For every (system, seed) whose model is stored and every layer, rows
   (``SINGLE_IMAGES_CONTEXT`` for the context prior, whose coding is sequential per position).
 
 The codes coded are the ones the sweep measured: :func:`benchmarks.metrics.reconstruct_all`'s,
-sampled under the cell's evaluation seeds. Priors are saved beside the models, in
+sampled under the cell's evaluation seeds, kept by the evaluation (:mod:`benchmarks.eval_codes`)
+or, where they were not kept, computed again. Priors are saved beside the models, in
 ``models/priors/`` (not in git, like the models). JPEG and WebP rows go to ``rows/classical.csv``.
 A killed run resumes: finished cells' files rows are kept.
 """
@@ -40,9 +41,10 @@ from tqdm.auto import tqdm
 from hqa.codec import compress_codes
 from hqa.data import DataNotFoundError
 from hqa.hierarchy import HQA
-from hqa.priors import ContextConfig, ContextPrior, FactorizedPrior, Prior, ProgressivePrior, load_prior
+from hqa.priors import ContextConfig, ContextPrior, FactorizedPrior, Prior, ProgressivePrior, load_prior, model_hash
 from hqa.system import CompressionSystem
 
+from .eval_codes import load_codes
 from .metrics import reconstruct_all
 from .registry import build_system
 from .store import ResultStore, code_version
@@ -99,7 +101,9 @@ def cell_files(model: CompressionSystem, name: str, seed: int, train: torch.Tens
     prior, the two that cost minutes per cell)."""
     start = time.perf_counter()
     folder = store.models_dir / "priors"
-    codes = {k: reconstruct_all(model, test, k, seed)[1] for k in range(1, model.num_layers + 1)}
+    codes = load_codes(store.codes_path(name, seed), model_hash(model), len(test))  # the evaluation's own
+    if codes is None or sorted(codes) != list(range(1, model.num_layers + 1)):
+        codes = {k: reconstruct_all(model, test, k, seed)[1] for k in range(1, model.num_layers + 1)}
     priors: dict[int, dict[str, Prior | None]] = {}
     for k in range(1, model.num_layers + 1):
         stem = folder / f"{name}-seed{seed}-layer{k}"

@@ -96,15 +96,18 @@ def image_metrics(
 
 def evaluate_system(
     system: CompressionSystem, images: Tensor, labels: Tensor, spaces: list[FeatureSpace], seed: int,
-    report: Callable[[int, int], None] | None = None,
+    report: Callable[[int, int], None] | None = None, codes_out: dict[int, Tensor] | None = None,
 ) -> list[Measurement]:
     """Every metric at every layer of ``system`` on ``images`` (the evaluation split);
-    ``report(layer, layers)`` is told as each layer's evaluation starts (progress)."""
+    ``report(layer, layers)`` is told as each layer's evaluation starts (progress);
+    ``codes_out``, where given, receives each layer's evaluated codes [N, h, w]."""
     out: list[Measurement] = []
     for layer, bits in enumerate(system.rates, start=1):
         if report is not None:
             report(layer, len(system.rates))
         x_hat, codes = reconstruct_all(system, images, layer, seed)
+        if codes_out is not None:
+            codes_out[layer] = codes
         row = partial(Measurement, layer, bits)
         out += [
             row(MSE, mse(images, x_hat)),

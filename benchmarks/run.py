@@ -33,12 +33,14 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from hqa.allocator import keep_freed_memory
+from hqa.priors import model_hash
 from hqa.data import DATA_ROOT_ENV, MNIST_PREPROCESSING, DataNotFoundError, ImageSet, resolve_root
 from hqa.system import CompressionSystem, resolve_device
 
 from .cluster import require_dask, dask_client, parse_local, run_tasks
 from .comparison import COMPARE_FILE, Comparison
 from .datasets import sweep_data
+from .eval_codes import save_codes
 from .progress import ProgressBoard, ProgressFile
 from .fidelity import FeatureSpace
 from .metrics import Measurement, evaluate_system, no_compression
@@ -228,9 +230,11 @@ def _train_and_evaluate(group: list[str], seed: int, ctx: Context, store: Result
                 board.update("waiting for the feature spaces", 0, 1, force=True)
             spaces = (ctx.spaces or wait_for_spec(ctx.out)).spaces()
         start = time.perf_counter()
+        codes: dict[int, torch.Tensor] = {}
         measurements = evaluate_system(model, ctx.test.images, ctx.test.labels, spaces, seed,
-                                       report=None if board is None else board.evaluating)
+                                       report=None if board is None else board.evaluating, codes_out=codes)
         eval_seconds = time.perf_counter() - start
+        save_codes(store.codes_path(name, seed), codes, model_hash(model))  # for the files step
         rows = cell_rows({"system": name, "seed": seed, **row_context(ctx.manifest)}, model, measurements, eval_seconds)
         if not store.holds(lease):  # taken over meanwhile (see benchmarks.store): its new holder writes the rows
             return []

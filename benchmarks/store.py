@@ -227,6 +227,10 @@ class ResultStore:
     def model_path(self, system: str, seed: int) -> Path:
         return self.models_dir / f"{system}-seed{seed}.pt"
 
+    def codes_path(self, system: str, seed: int) -> Path:
+        """The cell's evaluated codes, kept for the files step (:mod:`benchmarks.eval_codes`)."""
+        return self.models_dir / "codes" / f"{system}-seed{seed}.pt"
+
     def has_cell(self, system: str, seed: int) -> bool:
         return self.cell_path(system, seed).exists()
 

@@ -20,12 +20,14 @@ import torch
 
 from baselines.hams import hams_config
 from benchmarks import registry, run
-from benchmarks.metrics import MSE
+from benchmarks.eval_codes import load_codes
+from benchmarks.metrics import MSE, reconstruct_all
 from benchmarks.profiles import get_profile
 from benchmarks.spaces import SpacesSpec
 from benchmarks.store import ResultStore, code_version
 from hqa import HQA, HQAConfig
 from hqa.data import ImageSet
+from hqa.priors import model_hash
 
 from conftest import blobs
 
@@ -103,3 +105,22 @@ def test_a_cell_is_evaluated_on_the_test_images(tiny_system: str, tmp_path: Path
               for name, s in (("test", test), ("train", train), ("other", other))}
         assert measured == pytest.approx(on["test"], rel=1e-6), (layer, measured, on)
         assert abs(on["train"] - on["test"]) > 0.1 and abs(on["other"] - on["test"]) > 0.1  # the sets tell apart
+
+
+def test_the_kept_codes_are_the_evaluated_codes_of_the_saved_model(tiny_system: str, tmp_path: Path) -> None:
+    """The files step codes what the evaluation sampled: the kept codes equal the saved
+    model's own reconstruct_all codes of the test images, and another model's hash or
+    another image count gets nothing (the files step then computes them again)."""
+    train = ImageSet(blobs(32, seed=0), torch.zeros(32, dtype=torch.long), "train")
+    test = ImageSet(blobs(12, seed=3), torch.ones(12, dtype=torch.long), "test")
+    other = ImageSet(blobs(10, seed=1), torch.full((10,), 2, dtype=torch.long), "other")
+    ctx = _context(tmp_path, train, test, other)
+    run.run_group([tiny_system], 0, ctx)
+    store = ResultStore(ctx.out)
+    model = HQA.load(store.model_path(tiny_system, 0))
+    kept = load_codes(store.codes_path(tiny_system, 0), model_hash(model), len(test))
+    assert kept is not None and sorted(kept) == [1, 2]
+    for layer in (1, 2):
+        assert torch.equal(kept[layer], reconstruct_all(model, test.images, layer, 0)[1])
+    assert load_codes(store.codes_path(tiny_system, 0), "another model", len(test)) is None
+    assert load_codes(store.codes_path(tiny_system, 0), model_hash(model), len(test) + 1) is None
