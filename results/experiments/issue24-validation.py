@@ -10,6 +10,8 @@ sweep does not report (100 and up). One JSON line per trained model on stdout:
   the variant's own settings are applied first, the overrides last.
   ``only=4,5``: for single-rate families (VQ-VAE, FSQ, residual VQ), train and measure only
   those models (each is independent of the others).
+  ``layer_steps=(800, 1000, 1600, 3000, 6000)`` / ``layer_batches=(128, 128, 128, 128, 128)``:
+  steps (at least; whole epochs) and batches per layer instead of the profile's.
 - ``top``: the hierarchy stored at PATH (by ``save=``) with its layer 5 retrained alone for
   ``top_steps`` steps (at least; whole epochs) at the profile's layer-5 batch.
 
@@ -45,6 +47,8 @@ def parse(args: list[str]) -> tuple[dict, dict]:
         key, value = kv.split("=", 1)
         if key in ("top_steps",):
             opts[key] = int(value)
+        elif key in ("layer_steps", "layer_batches"):
+            opts[key] = tuple(ast.literal_eval(value))
         elif key == "only":
             opts[key] = [int(v) for v in value.split(",")]
         elif key == "save":
@@ -69,7 +73,8 @@ def measures(model, seed: int, layers: list[int] | None = None) -> dict:
     return out
 
 
-def full(name: str, seed: int, over: dict, only: list[int] | None = None) -> torch.nn.Module:
+def full(name: str, seed: int, over: dict, only: list[int] | None = None, layer_steps: tuple | None = None,
+         layer_batches: tuple | None = None) -> torch.nn.Module:
     model = build_system(name, "mnist")
     if over:
         model = type(model)(model.config.replace(**over))
@@ -78,6 +83,10 @@ def full(name: str, seed: int, over: dict, only: list[int] | None = None) -> tor
         model.trained.fill_(min(only) - 1)
     epochs = PROFILE.epochs(len(DATA.train), model.num_layers, independent=model.independent_rates)
     batches = PROFILE.layer_batches(model.num_layers, independent=model.independent_rates)
+    if layer_steps or layer_batches:
+        batches = layer_batches or batches
+        steps = layer_steps or PROFILE.layer_steps(model.num_layers, independent=model.independent_rates)
+        epochs = whole_epochs(steps, len(DATA.train), batches)[0]
     return model.fit(DATA.train.images, epochs, batches, seed, layers=max(only) if only else None, progress=False,
                      compile=True, heldout=X[: PROFILE.curve_images], curve_points=PROFILE.curve_points)
 
@@ -95,18 +104,37 @@ def top(path: str, seed: int, steps: int) -> torch.nn.Module:
                      heldout=X[: PROFILE.curve_images], curve_points=PROFILE.curve_points)
 
 
+def falls(model) -> dict:
+    """Per layer: the relative fall (%) of its held-out error over the last quarter of its steps,
+    in its own target space (MSE to the lower z_e or CE over lower codes; pixels at layer 1),
+    and of held-out pixel MSE: the rule of ``benchmarks.curves.last_quarter_drop``."""
+    out = {}
+    for log in model.fit_log:
+        curve = log.get("curve") or []
+        if len(curve) < 2:
+            continue
+        last = curve[-1]
+        at = min(curve[:-1], key=lambda p: abs(p["step"] - 0.75 * last["step"]))
+        own = next((m for m in ("heldout_target_mse", "heldout_target_ce") if m in last), "heldout_pixel_mse")
+        out[log["layer"]] = {name: round(100 * (at[m] - last[m]) / abs(last[m]), 2)
+                             for name, m in (("own", own), ("pixel", "heldout_pixel_mse"))}
+    return out
+
+
 def main() -> None:
     mode, what, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     over, opts = parse(sys.argv[4:])
     start = time.time()
-    model = full(what, seed, over, opts.get("only")) if mode == "full" else top(what, seed, opts["top_steps"])
+    model = (full(what, seed, over, opts.get("only"), opts.get("layer_steps"), opts.get("layer_batches"))
+             if mode == "full" else top(what, seed, opts["top_steps"]))
     if "save" in opts:
         model.save(opts["save"])
     last = {log["layer"]: log["curve"][-1] for log in model.fit_log if log.get("curve")}
     line = {"mode": mode, "system": what, "seed": seed, **over, **{k: v for k, v in opts.items() if k != "save"},
             "steps": [log.get("steps") for log in model.fit_log], "seconds": round(time.time() - start, 1),
             "images": "validation (quick profile)", **measures(model, seed, opts.get("only")),
-            "curve_last": {k: {m: round(v, 5) for m, v in c.items()} for k, c in last.items()}}
+            "curve_last": {k: {m: round(v, 5) for m, v in c.items()} for k, c in last.items()},
+            "fall_last_quarter": falls(model)}
     print(json.dumps(line), flush=True)
 
 
