@@ -47,12 +47,23 @@ def _config() -> HQAConfig:
                                              enc_widths=(4, 4), dec_widths=(4, 4), lr=3e-3))
 
 
+def _registered(name: str, config: HQAConfig):
+    registry.register(name)(lambda dataset: HQA(config))
+    yield name
+    registry.SYSTEMS.pop(name, None)
+    registry.LABELS.pop(name, None)
+
+
 @pytest.fixture
 def tiny_system():
-    registry.register(NAME)(lambda dataset: HQA(_config()))
-    yield NAME
-    registry.SYSTEMS.pop(NAME, None)
-    registry.LABELS.pop(NAME, None)
+    yield from _registered(NAME, _config())
+
+
+@pytest.fixture
+def tiny_gumbel_system():
+    # HQA proper: Gumbel-softmax posterior, so the evaluated codes are a seeded sample
+    yield from _registered("tiny-hqa-for-tests", HQAConfig(image_size=8, channels=1, num_layers=2, codebook_size=8,
+                                                           code_dim=4, enc_widths=(4, 4), dec_widths=(4, 4), lr=3e-3))
 
 
 def _context(tmp_path: Path, train: ImageSet, test: ImageSet, other: ImageSet) -> "run.Context":
@@ -107,10 +118,13 @@ def test_a_cell_is_evaluated_on_the_test_images(tiny_system: str, tmp_path: Path
         assert abs(on["train"] - on["test"]) > 0.1 and abs(on["other"] - on["test"]) > 0.1  # the sets tell apart
 
 
-def test_the_kept_codes_are_the_evaluated_codes_of_the_saved_model(tiny_system: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("system", ["tiny_system", "tiny_gumbel_system"])
+def test_the_kept_codes_are_the_evaluated_codes_of_the_saved_model(system: str, request, tmp_path: Path) -> None:
     """The files step codes what the evaluation sampled: the kept codes equal the saved
-    model's own reconstruct_all codes of the test images, and another model's hash or
-    another image count gets nothing (the files step then computes them again)."""
+    model's own reconstruct_all codes of the test images (for HQA, the sample of the cell's
+    seed, not another one), and another model's hash or another image count gets nothing
+    (the files step then computes them again)."""
+    tiny_system = request.getfixturevalue(system)
     train = ImageSet(blobs(32, seed=0), torch.zeros(32, dtype=torch.long), "train")
     test = ImageSet(blobs(12, seed=3), torch.ones(12, dtype=torch.long), "test")
     other = ImageSet(blobs(10, seed=1), torch.full((10,), 2, dtype=torch.long), "other")
@@ -122,5 +136,7 @@ def test_the_kept_codes_are_the_evaluated_codes_of_the_saved_model(tiny_system: 
     assert kept is not None and sorted(kept) == [1, 2]
     for layer in (1, 2):
         assert torch.equal(kept[layer], reconstruct_all(model, test.images, layer, 0)[1])
+    if model.config.quantizer == "gumbel":  # the codes are a sample: another seed's differ
+        assert any(not torch.equal(kept[k], reconstruct_all(model, test.images, k, 1)[1]) for k in (1, 2))
     assert load_codes(store.codes_path(tiny_system, 0), "another model", len(test)) is None
     assert load_codes(store.codes_path(tiny_system, 0), model_hash(model), len(test) + 1) is None
