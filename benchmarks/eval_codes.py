@@ -9,20 +9,18 @@ made with (its hash) and the same number of images; otherwise the codes are comp
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from hqa.checkpoint import atomic_torch_save
+
 
 def save_codes(path: Path, codes: dict[int, Tensor], model_hash: str) -> None:
     """Save ``codes`` (layer -> [N, h, w]) of the model with hash ``model_hash``, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     small = {k: c.to(torch.int16 if int(c.max()) < 2**15 else torch.int32) for k, c in codes.items()}
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save({"model_hash": model_hash, "codes": small}, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save({"model_hash": model_hash, "codes": small}, path)
 
 
 def load_codes(path: Path, model_hash: str, images: int) -> dict[int, Tensor] | None:

@@ -12,6 +12,7 @@ the main process, as before: where they are made does not change a number.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ from typing import Any, Callable
 
 import torch
 
+from hqa.checkpoint import atomic_torch_save
 from hqa.data import ImageSet
 
 from .classifier import FEATURE_NET_ARCH, FEATURE_NET_SEED, load_or_train_classifier
@@ -29,7 +31,11 @@ from .progress import PROGRESS_DIR
 
 SPACES_FILE = "feature-spaces.pt"  # in <out>/progress/ (git-ignored; rewritten by every run)
 FAILED_SUFFIX = ".failed"  # beside it: the preparation's error, for the waiting workers
+OWNER_SUFFIX = ".owner"  # beside it: "host pid" of the main process that prepares the spaces
 POLL_SECONDS = 2.0
+# A worker on another host cannot see whether the main process lives: it gives up after this long
+# (the networks train in minutes; the sweep's first cells take longer than the preparation).
+WAIT_SECONDS = 3 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -91,23 +97,45 @@ def spec_path(out: str | os.PathLike[str]) -> Path:
 
 def write_spec(out: str | os.PathLike[str], spec: SpacesSpec) -> None:
     """Save ``spec`` for the workers, atomically (a worker never reads half a file)."""
-    path = spec_path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(asdict(spec), tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(asdict(spec), spec_path(out))
 
 
-def wait_for_spec(out: str | os.PathLike[str], poll: float = POLL_SECONDS) -> SpacesSpec:
-    """The spec the main process wrote for this run, waiting for it if need be; a
-    RuntimeError with the main process's message if its preparation failed."""
+def _owner_gone(owner: Path) -> str | None:
+    """Why the process named in ``owner`` ("host pid") can no longer write the spec, or None
+    while it may (alive, on another host, or no owner file yet)."""
+    try:
+        host, pid = owner.read_text().split()
+    except (OSError, ValueError):
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return f"the main process {pid} that prepares them has exited"
+    except (PermissionError, ValueError):
+        return None
+    return None
+
+
+def wait_for_spec(out: str | os.PathLike[str], poll: float = POLL_SECONDS, timeout: float = WAIT_SECONDS) -> SpacesSpec:
+    """The spec the main process wrote for this run, waiting for it if need be. A RuntimeError
+    with the main process's message if its preparation failed, if that process (on this host)
+    exited without writing it, or after ``timeout`` seconds."""
     path = spec_path(out)
     failed = path.with_name(path.name + FAILED_SUFFIX)
+    owner = path.with_name(path.name + OWNER_SUFFIX)
+    deadline = time.monotonic() + timeout
     while True:
         if path.exists():
             return SpacesSpec(**torch.load(path, weights_only=False))
         if failed.exists():
             raise RuntimeError(f"the feature spaces could not be prepared: {failed.read_text().strip()}")
+        gone = _owner_gone(owner)
+        if gone is not None and not path.exists():
+            raise RuntimeError(f"the feature spaces were never written to {path}: {gone}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the feature spaces did not appear in {path} within {timeout:.0f} s")
         time.sleep(poll)
 
 
@@ -126,6 +154,8 @@ class Preparation:
         path = spec_path(self.out)
         for stale in (path, path.with_name(path.name + FAILED_SUFFIX)):  # left by an earlier run
             stale.unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.with_name(path.name + OWNER_SUFFIX).write_text(f"{socket.gethostname()} {os.getpid()}\n")
         self._thread.start()
         return self
 

@@ -1,15 +1,21 @@
 """The feature spaces prepared in the main process while workers train (benchmarks.spaces):
-workers wait for the spec, get exactly what was prepared, and stop waiting when it fails."""
+workers wait for the spec, get exactly what was prepared, and stop waiting when it fails or
+its main process is gone."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from benchmarks.spaces import Preparation, SpacesSpec, spec_path, wait_for_spec, write_spec
+from benchmarks.spaces import OWNER_SUFFIX, Preparation, SpacesSpec, spec_path, wait_for_spec, write_spec
 
 
 def _spec() -> SpacesSpec:
@@ -51,3 +57,33 @@ def test_a_failed_preparation_stops_the_waiting_workers_with_its_message(tmp_pat
     with pytest.raises(RuntimeError, match="could not be prepared: ValueError: classifier checkpoint is corrupt"):
         wait_for_spec(tmp_path, poll=0.01)
     assert not spec_path(tmp_path).exists()
+
+
+def test_a_worker_stops_waiting_when_the_main_process_is_gone(tmp_path: Path) -> None:
+    """A main process killed before it wrote the spec (no .failed file either) must not leave
+    its workers waiting forever: on its own host they see it has exited; elsewhere they time out."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now names no process (pids are not reused this fast)
+    owner = spec_path(tmp_path).with_name(spec_path(tmp_path).name + OWNER_SUFFIX)
+    owner.parent.mkdir(parents=True)
+    owner.write_text(f"{socket.gethostname()} {dead.pid}\n")
+    with pytest.raises(RuntimeError, match=f"main process {dead.pid} .* has exited"):
+        wait_for_spec(tmp_path, poll=0.01)
+    owner.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # alive: it waits, up to the timeout
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="did not appear .* within"):
+        wait_for_spec(tmp_path, poll=0.01, timeout=0.2)
+    assert time.monotonic() - start >= 0.2
+    owner.write_text(f"another-host-{socket.gethostname()} {dead.pid}\n")  # cannot be checked: waits
+    with pytest.raises(RuntimeError, match="within"):
+        wait_for_spec(tmp_path, poll=0.01, timeout=0.1)
+
+
+def test_the_main_process_names_itself_for_its_workers(tmp_path: Path) -> None:
+    release = threading.Event()
+    preparation = Preparation(tmp_path, lambda: (release.wait(10), ([], _spec()))[1]).start()
+    owner = spec_path(tmp_path).with_name(spec_path(tmp_path).name + OWNER_SUFFIX)
+    assert owner.read_text().split() == [socket.gethostname(), str(os.getpid())]
+    release.set()
+    preparation.result()
+    assert wait_for_spec(tmp_path, poll=0.01).classifier_path == "/cache/classifier.pt"
