@@ -28,7 +28,7 @@ from .store import ResultStore, atomic_write_text
 COMPARE_FILE = "compare.json"
 # run.json keys that must agree for rows of two folders to stand in one table.
 MUST_MATCH = ("profile", "dataset", "train_size", "eval_size", "preprocess", "code_version", "steps",
-              "independent_steps", "batch_size", "images")
+              "independent_steps", "independent_batch", "batch_size", "images")
 # Keys of the last invocation (runs.jsonl) that must agree too: a GPU's bfloat16 rows are not a CPU's.
 RUN_MUST_MATCH = ("device", "mixed_precision")
 

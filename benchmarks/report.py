@@ -336,7 +336,8 @@ def _steps_run(manifest: dict) -> str:
         taken = whole_epochs(steps, n, batches)[1]
         text = f"{taken} optimizer steps per layer at batch {list(batches)}"
         if manifest.get("independent_steps"):
-            text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, batches[0])[1][0]} steps at batch {batches[0]}"
+            ind = int(manifest.get("independent_batch") or batches[0])  # older run.json: the bottom batch
+            text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, ind)[1][0]} steps at batch {ind}"
         return text
     except (KeyError, TypeError, ValueError):
         return "?"

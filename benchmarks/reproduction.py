@@ -35,7 +35,7 @@ REL_TOL = 0.05
 TIMINGS = ("train_seconds", "eval_seconds", "files_seconds")
 # run.json keys that must agree for a comparison (each is the profile, the data or the code).
 LIKE_FOR_LIKE = ("profile", "dataset", "train_size", "eval_size", "preprocess", "steps", "independent_steps",
-                 "batch_size", "validation", "images", "data", "code_version")
+                 "independent_batch", "batch_size", "validation", "images", "data", "code_version")
 KEYS = ["system", "layer", "bits", "metric", "feature_space"]
 
 

@@ -340,6 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "code_version": code_version(),
         "steps": list(profile.steps),
         "independent_steps": profile.independent_steps,
+        "independent_batch": profile.layer_batches(1, independent=True)[0],
         "batch_size": profile.batch_size if isinstance(profile.batch_size, int) else list(profile.batch_size),
         "curve_images": profile.curve_images,
         "preprocess": args.mnist_preprocess if args.dataset == "mnist" else "centre crop 148, resize 64",

@@ -50,7 +50,7 @@ ROW_COLUMNS = [
     "host",  # the machine whose worker trained and evaluated the cell
 ]
 # Manifest keys that follow from a profile's definition in the code (not from the command).
-PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "curve_images", "validation", "images", "data")
+PROFILE_DEFINED = ("steps", "batch_size", "independent_steps", "independent_batch", "curve_images", "validation", "images", "data")
 # run.json's record of how the last invocation ran; never compared (train on a GPU, evaluate on a CPU).
 RECORDED = "recorded"
 IN_PROGRESS = "in-progress.json"

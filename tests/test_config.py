@@ -65,11 +65,13 @@ def test_profiles_turn_per_layer_steps_and_batches_into_whole_epochs() -> None:
     from benchmarks.profiles import get_profile, whole_epochs
 
     quick = get_profile("quick")
-    assert quick.layer_batches(5) == (64, 64, 128, 128, 128)
-    assert quick.layer_batches(5, independent=True) == (64,) * 5  # VQ-VAE: the bottom layer's batch
-    # 5000 images: 78 steps per epoch at batch 64, 39 at 128
-    assert whole_epochs(quick.layer_steps(5), 5000, quick.layer_batches(5)) == ([6, 7, 21, 39, 154], [468, 546, 819, 1521, 6006])
+    assert quick.layer_batches(5) == (128,) * 5
+    assert quick.layer_batches(5, independent=True) == (64,) * 5  # VQ-VAE: its own batch
+    assert get_profile("smoke").layer_batches(3, independent=True) == (32,) * 3  # default: the bottom layer's
+    # 5000 images: 39 steps per epoch at batch 128, 78 at 64
+    assert whole_epochs(quick.layer_steps(5), 5000, quick.layer_batches(5)) == ([6, 7, 21, 39, 154], [234, 273, 819, 1521, 6006])
     assert quick.epochs(5000, 7) == [6, 7, 21, 39, 154, 154, 154]  # CelebA's 7 layers repeat the last entry
+    assert whole_epochs(quick.layer_steps(5, True), 5000, quick.layer_batches(5, True)) == ([5] * 5, [390] * 5)
 
 
 def test_paper_profile_is_fifty_epochs_of_60k_at_batch_512() -> None:
