@@ -68,7 +68,7 @@ def test_a_worker_stops_waiting_when_the_main_process_is_gone(tmp_path: Path) ->
     owner.parent.mkdir(parents=True)
     owner.write_text(f"{socket.gethostname()} {dead.pid}\n")
     with pytest.raises(RuntimeError, match=f"main process {dead.pid} .* has exited"):
-        wait_for_spec(tmp_path, poll=0.01)
+        wait_for_spec(tmp_path, poll=0.01, timeout=5)  # a regression fails here instead of hanging
     owner.write_text(f"{socket.gethostname()} {os.getpid()}\n")  # alive: it waits, up to the timeout
     start = time.monotonic()
     with pytest.raises(RuntimeError, match="did not appear .* within"):
