@@ -1,7 +1,7 @@
 """Learning curves from the stored rows: ``curves.png`` and which layers were still improving.
 
 Every trained layer logs, at evenly spaced steps, its mean training loss since the previous
-point and held-out metrics on a fixed slice of the test set (rows ``curve_<name>``, see
+point and held-out metrics on a fixed slice of the validation split (the first ``curve_images`` validation images) (rows ``curve_<name>``, see
 :func:`benchmarks.run.curve_rows`): pixel MSE of reconstructions decoded from that layer, and
 the layer's error in its own target space (MSE to the normalised lower z_e, or the
 cross-entropy over the lower codes for HAMs levels; pixels at layer 1 and for VQ-VAE).
@@ -108,7 +108,21 @@ def curves_figure(curves: pd.DataFrame, path: Path) -> None:
     if legend_ax.get_legend() is not None:
         sns.move_legend(legend_ax, "upper left", bbox_to_anchor=(1.02, 1))
     n = curves.groupby("system")["seed"].nunique().min()
-    fig.suptitle(f"Learning curves (held-out: fixed test slice; line: mean over {n}+ seeds; band: range over seeds)")
+    fig.suptitle(f"Learning curves (held-out: fixed validation slice; line: mean over {n}+ seeds; band: range over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def fit_log_falls(fit_log: list[dict], system: str = "model") -> dict[int, dict[str, float]]:
+    """Per layer of a trained model's ``fit_log``: the last-quarter fall (%) of its held-out error
+    in its own target space ("own") and of held-out pixel MSE ("pixel"), by :func:`last_quarter_drop`."""
+    rows = [dict(system=system, layer=log["layer"], metric=CURVE_PREFIX + name, step=point["step"], value=value)
+            for log in fit_log for point in log.get("curve") or [] for name, value in point.items()
+            if name.startswith("heldout_")]
+    if not rows:
+        return {}
+    curves = pd.DataFrame(rows)
+    own = last_quarter_drop(own_target(curves)).set_index("layer")["drop"]
+    pixel = last_quarter_drop(curves[curves["metric"] == PIXEL]).set_index("layer")["drop"]
+    return {int(k): {"own": round(100 * own[k], 2), "pixel": round(100 * pixel[k], 2)} for k in own.index}

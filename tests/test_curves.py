@@ -57,3 +57,13 @@ def test_curves_figure_draws_only_rows_with_data(tmp_path: Path) -> None:
     curves_figure(with_target, tmp_path / "target.png")
     h_single, h_target = Image.open(tmp_path / "single.png").size[1], Image.open(tmp_path / "target.png").size[1]
     assert h_single < 0.8 * h_target, (h_single, h_target)
+
+
+def test_fit_log_falls_reads_each_layers_own_target_and_pixels() -> None:
+    from benchmarks.curves import fit_log_falls
+
+    pts = lambda **m: [{"step": s, **{k: v[i] for k, v in m.items()}} for i, s in enumerate((25, 50, 75, 100))]
+    log = [{"layer": 1, "curve": pts(heldout_pixel_mse=[4.0, 3.0, 2.0, 1.0])},
+           {"layer": 2, "curve": pts(heldout_pixel_mse=[5.0, 5.0, 5.0, 4.0], heldout_target_mse=[9.0, 8.0, 6.0, 3.0])}]
+    # the point at 75% of 100 steps against the last: (2 - 1) / 1, (6 - 3) / 3, (5 - 4) / 4
+    assert fit_log_falls(log) == {1: {"own": 100.0, "pixel": 100.0}, 2: {"own": 100.0, "pixel": 25.0}}

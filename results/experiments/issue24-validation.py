@@ -28,6 +28,7 @@ import time
 import torch
 
 from benchmarks.classifier import load_or_train_classifier
+from benchmarks.curves import fit_log_falls
 from benchmarks.datasets import sweep_data
 from benchmarks.metrics import reconstruct_all
 from benchmarks.profiles import get_profile, whole_epochs
@@ -104,23 +105,6 @@ def top(path: str, seed: int, steps: int) -> torch.nn.Module:
                      heldout=X[: PROFILE.curve_images], curve_points=PROFILE.curve_points)
 
 
-def falls(model) -> dict:
-    """Per layer: the relative fall (%) of its held-out error over the last quarter of its steps,
-    in its own target space (MSE to the lower z_e or CE over lower codes; pixels at layer 1),
-    and of held-out pixel MSE: the rule of ``benchmarks.curves.last_quarter_drop``."""
-    out = {}
-    for log in model.fit_log:
-        curve = log.get("curve") or []
-        if len(curve) < 2:
-            continue
-        last = curve[-1]
-        at = min(curve[:-1], key=lambda p: abs(p["step"] - 0.75 * last["step"]))
-        own = next((m for m in ("heldout_target_mse", "heldout_target_ce") if m in last), "heldout_pixel_mse")
-        out[log["layer"]] = {name: round(100 * (at[m] - last[m]) / abs(last[m]), 2)
-                             for name, m in (("own", own), ("pixel", "heldout_pixel_mse"))}
-    return out
-
-
 def main() -> None:
     mode, what, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
     over, opts = parse(sys.argv[4:])
@@ -134,7 +118,7 @@ def main() -> None:
             "steps": [log.get("steps") for log in model.fit_log], "seconds": round(time.time() - start, 1),
             "images": "validation (quick profile)", **measures(model, seed, opts.get("only")),
             "curve_last": {k: {m: round(v, 5) for m, v in c.items()} for k, c in last.items()},
-            "fall_last_quarter": falls(model)}
+            "fall_last_quarter": fit_log_falls(model.fit_log)}
     print(json.dumps(line), flush=True)
 
 
