@@ -18,21 +18,30 @@ shift || true
 
 mnist() {
   # The profile and --out decide both folders: results/mnist (quick), results/mnist-paper, results/mnist-smoke.
+  # --out is taken out of the flags so that each run's recorded command names its own folder once.
   local profile=quick out="" prev="" arg
+  local -a flags=()
   for arg in "$@"; do
-    case "$prev" in --profile) profile="$arg" ;; --out) out="$arg" ;; esac
-    case "$arg" in --profile=*) profile="${arg#--profile=}" ;; --out=*) out="${arg#--out=}" ;; esac
+    case "$prev" in
+      --profile) profile="$arg" ;;
+      --out) out="$arg"; prev=""; continue ;;
+    esac
+    case "$arg" in
+      --profile=*) profile="${arg#--profile=}" ;;
+      --out=*) out="${arg#--out=}"; prev=""; continue ;;
+      --out) prev="$arg"; continue ;;
+    esac
+    flags+=("$arg")
     prev="$arg"
   done
   if [ -z "$out" ]; then
     out="results/mnist"
     [ "$profile" = quick ] || out="results/mnist-$profile"
-    set -- "$@" --out "$out"
   fi
   # the paper's seven systems (Table 3), then FSQ and residual VQ beside HQA, VQ-VAE and k-means
-  python -m benchmarks.run --dataset mnist --systems paper --reproduce --download --files "$@"
-  python -m benchmarks.run --dataset mnist --systems modern --reproduce --download --files "$@" --out "$out-modern" \
-      --compare-with "$out:hqa,vqvae,kmeans"
+  python -m benchmarks.run --dataset mnist --systems paper --reproduce --download --files "${flags[@]}" --out "$out"
+  python -m benchmarks.run --dataset mnist --systems modern --reproduce --download --files "${flags[@]}" \
+      --out "$out-modern" --compare-with "$out:hqa,vqvae,kmeans"
 }
 
 case "$target" in
