@@ -387,8 +387,9 @@ def write_readme(
         + (f" ({last['note']})" if last.get("note") else ""),
         f"- Code version: `{manifest.get('code_version')}`",
         "- Protocol: " + (f"models, classifiers and feature networks were fit on the training images, every training "
-                          f"choice and the learning curves use {manifest['validation']}, disjoint from the test "
-                          f"images; the tables measure the test images, looked at once, on seeds "
+                          f"choice and the learning curves use validation images ({manifest['validation']}, none of "
+                          f"them among the {manifest.get('eval_size', '')} test images the tables measure); the tables "
+                          f"measure those test images, looked at once, on seeds "
                           f"0-{int(last.get('seeds', 1)) - 1}." if "validation" in manifest else
                           "this run predates the validation split: its learning curves and several of its profile's "
                           "choices were measured on test images (results/experiments/decisions.md)."),
