@@ -20,11 +20,14 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 PAPER_STEPS, BATCH, TRAIN = 5850, 512, 5000
+ROOT = Path(__file__).resolve().parents[3]  # the checkout: workers import the suite from it
 
 
 def worker(system: str, steps: int, device: str) -> None:
+    sys.path.insert(0, str(ROOT))
     import torch
 
     from benchmarks.registry import build_system
