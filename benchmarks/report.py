@@ -60,7 +60,7 @@ INFO_NOTE = (
 )
 ENTROPY_LABEL = "Entropy of emitted codes (bits)"
 # Real files (benchmarks.files): the learned systems' context-prior files, the classical codecs' whole files.
-REAL_BITS_LABEL = "Real bits (context prior; JPEG/WebP: whole file)"
+REAL_BITS_LABEL = "Real bits, seed 0 (context prior, all test images in one file; JPEG/WebP: one file per image)"
 REAL_BITS, CLASSICAL_FILE_BITS = "file_bits_context", "file_bits"
 REAL_BITS_FIGURE = "figure3_real_bits.png"
 
@@ -230,8 +230,8 @@ def figure3_real_bits(rows: pd.DataFrame, path: Path) -> bool:
         ax.set_title(title)
         ax.set_ylim(bottom=0)
     axes.flat[-1].legend(loc="upper left", bbox_to_anchor=(1.02, 1))
-    fig.suptitle("Rate as real files: learned systems' codes under their context prior (seed 0's files), "
-                 "JPEG and WebP at each quality; mean and 95% t-interval over seeds")
+    fig.suptitle("Rate as real files. x: learned systems, seed 0's codes under their context prior, all test images "
+                 "in one file; JPEG and WebP, one file per image at each quality. y: mean and 95% t-interval over seeds")
     fig.tight_layout()
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
@@ -399,8 +399,9 @@ def write_readme(
         "",
         f"![{names.figure_title}]({names.figure})",
         "",
-        *([f"Rate as real files (`benchmarks.files`: context-prior files of the learned systems, JPEG and WebP at "
-           f"every quality): ![real bits]({REAL_BITS_FIGURE})", ""] if (out / REAL_BITS_FIGURE).exists() else []),
+        *([f"Rate as real files (`benchmarks.files`: seed 0's context-prior file of all test images for the learned "
+           f"systems, one file per image for JPEG and WebP at every quality; `rows/files-*.csv` also hold one-image "
+           f"files, `single_file_bits_*`): ![real bits]({REAL_BITS_FIGURE})", ""] if (out / REAL_BITS_FIGURE).exists() else []),
         "Every rate: [rates.md](rates.md). Against the run it retrained, where there was one: "
         "[reproduction.md](reproduction.md). Per-cell rows: `rows/`. Trained models: `models/` (on the machine that ran the sweep; too large for git, so a clone regenerates the figures only after a run).",
         "",
