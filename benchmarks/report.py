@@ -337,7 +337,7 @@ def _steps_run(manifest: dict) -> str:
         text = f"{taken} optimizer steps per layer at batch {list(batches)}"
         if manifest.get("independent_steps"):
             ind = int(manifest.get("independent_batch") or batches[0])  # older run.json: the bottom batch
-            text += f"; each VQ-VAE model {whole_epochs([manifest['independent_steps']], n, ind)[1][0]} steps at batch {ind}"
+            text += f"; each single-rate model (VQ-VAE, FSQ, residual VQ) {whole_epochs([manifest['independent_steps']], n, ind)[1][0]} steps at batch {ind}"
         return text
     except (KeyError, TypeError, ValueError):
         return "?"
