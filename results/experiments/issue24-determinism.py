@@ -68,7 +68,8 @@ def main(argv: list[str]) -> None:
         manifest = json.loads((folder / "run.json").read_text())
         last = [json.loads(x) for x in (folder / "runs.jsonl").read_text().splitlines() if x.strip()][-1]
         runs[name] = {"folder": str(folder), "code_version": manifest.get("code_version"),
-                      "machine": last.get("machine"), "finished": last.get("finished"), "compiled": last.get("compiled")}
+                      "machine": last.get("machine"), "finished": last.get("finished"), "wall_seconds": last.get("wall_seconds"),
+                      "compiled": last.get("compiled")}
     print(json.dumps({"runs": runs, "cpu_model_now": cpu_model(), "seed": seed}))
     for system in systems:
         for line in compare(rows(new_dir, system, seed), rows(ref_dir, system, seed)):
