@@ -6,7 +6,7 @@
 #                                   tables and reproduction.md (the new rows against the ones the folder
 #                                   held: the committed run, on a fresh clone)
 #                                 ./reproduce.sh smoke [flags]            (= mnist --profile smoke --no-inception)
-#                                 ./reproduce.sh toy                      (Figure 1, < 2 min on a CPU)
+#                                 ./reproduce.sh toy                      (Figure 1, about 4 min on a 2-core CPU)
 #                                 ./reproduce.sh celeba --data-root DIR   (Figure 2 right, Tables 1-2; a GPU job)
 #                                 ./reproduce.sh test
 # Data: --data-root DIR or $HQA_DATA_ROOT (e.g. ../shared/data/mnist-5k); with neither, MNIST is
