@@ -34,6 +34,10 @@ mnist() {
     flags+=("$arg")
     prev="$arg"
   done
+  if [ "$prev" = --out ]; then
+    echo "reproduce.sh: --out needs a folder" >&2
+    exit 2
+  fi
   if [ -z "$out" ]; then
     out="results/mnist"
     [ "$profile" = quick ] || out="results/mnist-$profile"

@@ -111,7 +111,10 @@ def rate_table(summary: pd.DataFrame, layer: int | None, paper_values: bool = Tr
                 if metric == REAL_BITS and system in CLASSICAL_LABELS:
                     metric = CLASSICAL_FILE_BITS
                 hit = cell[(cell["metric"] == metric) & (cell["feature_space"] == space)]
-                rec[title] = _fmt(hit["mean"].iloc[0], hit["half"].iloc[0], digits) if len(hit) else "–"
+                if title == REAL_BITS_LABEL and len(hit) and hit["n"].iloc[0] == 1:  # one seed's file: no interval
+                    rec[title] = f"{hit['mean'].iloc[0]:.{digits}f}"
+                else:
+                    rec[title] = _fmt(hit["mean"].iloc[0], hit["half"].iloc[0], digits) if len(hit) else "–"
             if layer is not None and paper_values:
                 paper = PAPER_TABLE3.get(system)
                 rec["Paper MSE"], rec[PAPER_RFID], rec["Paper class. error (%)"] = paper or ("–",) * 3
