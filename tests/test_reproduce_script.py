@@ -54,3 +54,13 @@ def test_smoke_is_the_smoke_profile_without_inception(tmp_path: Path) -> None:
     for call in (first, second):
         assert call[call.index("--profile") + 1] == "smoke" and "--no-inception" in call
     assert _out(first) == ["results/mnist-smoke"] and _out(second) == ["results/mnist-smoke-modern"]
+
+
+def test_a_trailing_out_without_a_folder_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "LOG": str(tmp_path / "calls.log")}
+    (tmp_path / "python").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$LOG"\n')
+    (tmp_path / "python").chmod(0o755)
+    done = subprocess.run(["bash", str(ROOT / "reproduce.sh"), "mnist", "--out"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--out needs a folder" in done.stderr
+    assert not (tmp_path / "calls.log").exists()  # no runner started
