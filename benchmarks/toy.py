@@ -47,6 +47,9 @@ from hqa.quantize import Quantizer
 from .metrics import t_interval
 from .store import atomic_write_text
 
+# The reference code's temperature start, with which results/toy was made (HQAConfig's 3.0 came later, for MNIST).
+TOY_TEMP_START = 0.667
+
 MODES: tuple[float, ...] = (0.125, 0.375, 0.625, 0.875)  # centres, in the [0, 1] "pixel" range
 MODE_STD = 0.02
 NEAR = 4 * MODE_STD  # a reconstruction this close to a centre is "realistic"
@@ -133,7 +136,7 @@ def toy_config(codes: tuple[int, ...], stochastic: bool, settings: ToySettings) 
         code_reset=True,
         codebook_init="kmeans++",
         lr=1e-3,
-        temp_start=0.667,  # the reference code's schedule, with which results/toy was made (HQAConfig's 3.0 came later, for MNIST)
+        temp_start=TOY_TEMP_START,
     )
 
 
@@ -286,8 +289,8 @@ def write_report(rows: pd.DataFrame, out: Path, settings: ToySettings) -> str:
         f"training points and {settings.n_eval} evaluated per seed; modes at {list(MODES)}, std {MODE_STD}).",
         f"Panels (c) and (d) share layer 1: the 4-code VQ-VAE of panel (b), trained once per seed (the paper's construction). "
         f"The last row is not in the paper: HQA trained whole, both layers stochastic with Eq. 4, as on MNIST. "
-        f"The toy's Gumbel temperature starts at 0.667 (the reference code's; `benchmarks/toy.py`), while MNIST HQA's "
-        f"starts at 3.0 (`HQAConfig.temp_start`). "
+        f"The toy's Gumbel temperature starts at {TOY_TEMP_START} (the reference code's; `benchmarks/toy.py`), while "
+        f"MNIST HQA's starts at {HQAConfig.__dataclass_fields__['temp_start'].default} (`HQAConfig.temp_start`). "
         f"Realism: share of reconstructions within {NEAR:g} of a mode centre. Coverage: share of the four modes "
         f"receiving at least {MIN_SHARE:.0%} of reconstructions (uniform: 25%). Wasserstein: 1-D W1 between data and "
         "reconstructions. Mean ± 95% Student-t interval over seeds.",

@@ -13,14 +13,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _commands(tmp_path: Path, *args: str) -> list[list[str]]:
-    """The runner calls reproduce.sh makes, read from a stand-in `python` on PATH."""
+def _run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """reproduce.sh run with a stand-in `python` on PATH that logs each call's arguments."""
     stub = tmp_path / "python"
     stub.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$LOG"\n')
     stub.chmod(0o755)
     log = tmp_path / "calls.log"
     env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "LOG": str(log)}
-    subprocess.run(["bash", str(ROOT / "reproduce.sh"), *args], check=True, env=env, cwd=tmp_path)
+    done = subprocess.run(["bash", str(ROOT / "reproduce.sh"), *args], env=env, cwd=tmp_path, capture_output=True, text=True)
+    return done, log
+
+
+def _commands(tmp_path: Path, *args: str) -> list[list[str]]:
+    """The runner calls reproduce.sh makes."""
+    done, log = _run(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
     return [line.split() for line in log.read_text().splitlines()]
 
 
@@ -43,6 +50,7 @@ def test_mnist_runs_both_sweeps_each_with_one_out(tmp_path: Path, args: tuple[st
     assert first[:6] == ["-m", "benchmarks.run", "--dataset", "mnist", "--systems", "paper"]
     assert second[5] == "modern"
     assert _out(first) == [main] and _out(second) == [modern]
+    assert first.count(main) == 1 and second.count(modern) == 1 and main not in second  # no stray folder argument
     assert second[second.index("--compare-with") + 1] == f"{main}:hqa,vqvae,kmeans"
     kept = [a for a in args if not a.startswith("--out") and a != "x/run"]
     for call in (first, second):  # every other flag reaches both runs
@@ -57,10 +65,6 @@ def test_smoke_is_the_smoke_profile_without_inception(tmp_path: Path) -> None:
 
 
 def test_a_trailing_out_without_a_folder_is_refused(tmp_path: Path) -> None:
-    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "LOG": str(tmp_path / "calls.log")}
-    (tmp_path / "python").write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "$LOG"\n')
-    (tmp_path / "python").chmod(0o755)
-    done = subprocess.run(["bash", str(ROOT / "reproduce.sh"), "mnist", "--out"], env=env, cwd=tmp_path,
-                          capture_output=True, text=True)
+    done, log = _run(tmp_path, "mnist", "--out")
     assert done.returncode == 2 and "--out needs a folder" in done.stderr
-    assert not (tmp_path / "calls.log").exists()  # no runner started
+    assert not log.exists()  # no runner started
